@@ -1,0 +1,64 @@
+"""The `tagger` command: one app, one module per subcommand (each has ``register`` and ``run``)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules are imported only when their command runs, so `tagger tag` never pays for
+# grpc or scikit-learn's training stack.
+COMMANDS = {
+    "tag": "Tag documents (raw pages, JSON/JSONL) with the model",
+    "train": "Train a model from the corpus and gold articles and publish it",
+    "evaluate": "Score the model (and the keyword rules) on a gold file",
+    "info": "Show the model's manifest",
+    "serve": "Run the gRPC tagging service",
+    "retrain": "Retrain with new data and promote only if not worse",
+    "spark-tag": "Tag a parquet/JSONL dataset on Spark",
+}
+
+
+class CLIError(Exception):
+    """An error reported to the user as one line and exit code 2."""
+
+
+def _module(name: str):
+    return importlib.import_module(f"tagger.cli.{name.replace('-', '_')}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tagger", description="Arabic-first news topic tagging.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or only == name:
+            try:
+                _module(name).register(p)
+            except ModuleNotFoundError as e:
+                if e.name != f"tagger.cli.{name.replace('-', '_')}":
+                    raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except CLIError as e:
+        print(f"tagger {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tagger {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The Document type and the scraped-page parser: the single way text enters the tagger.
+
+Scraped pages carry parts that are not the article (date and source lines, the site's keyword tag
+line, "read also" links with the linked story, app promotions, "you may like" teasers). Under
+``../shared/topics.md`` those never add topics, so they are cut here, once, for every face
+(server, batch, Spark, CLI, training), and ``Document.dropped`` records what was cut.
+
+Page format (``../shared/examples/seed-article.txt``), one part per line, any part may be missing:
+
+- the first non-empty line is the title (see :func:`parse_page` for when it is not);
+- ``تاريخ النشر: ...`` is the date line;
+- every other line is body, except:
+- ``المصدر: ...`` is the source line, ``كلمات دلالية: ...`` the tag line;
+- ``إقرأ أيضاً:`` (any spelling, see below) starts the read-also part: it and everything after it
+  is dropped, since on these pages what follows is the linked story, not the article;
+- an app promotion (``تابع أحدث الأخبار عبر تطبيق``, ``حمل تطبيق ...``) and a teaser line
+  (``قد يهمك: ...``) are dropped wherever they are.
+
+Markers are matched on :func:`tagger.text.normalize`-d lines, so hamza, tanween, diacritics and
+tatweel variants do not matter.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from tagger.text import normalize
+
+__all__ = ["Document", "parse_page", "from_fields", "clean_text", "MAX_TITLE_CHARS"]
+
+#: A first line longer than this is never taken as a title.
+MAX_TITLE_CHARS: Final = 200
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article as the tagger sees it, plus the page parts that were removed (``dropped``)."""
+
+    id: str = ""
+    title: str = ""
+    body: str = ""
+    tags: tuple[str, ...] = ()
+    source: str = ""
+    date: str = ""
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """Title and body, the text the model is trained on and scores."""
+        return (self.title + "\n" + self.body).strip()
+
+
+# Matched against normalize(line): alef forms folded, diacritics gone, whitespace squeezed, ة→ه.
+# (?!\w) stops a marker matching the start of a longer word (ايضاح, المصدريه ...).
+_MARKER: Final = re.compile(
+    r"(?P<read_also>\W*اقرا\s?ايضا(?!\w))"
+    r"|(?P<date>تاريخ\sالنشر(?!\w))"
+    r"|(?P<source>المصدر\s?[:：])"  # a colon is required: "المصدر" also starts ordinary sentences
+    r"|(?P<tags>كلمات\sدلاليه(?!\w))"
+    r"|(?P<teaser>\W*قد\sيهمك(?!\w))"
+)
+# Verbs like حمل/تابع open many news sentences ("حمل الوزير ..."), so a promotion must also
+# mention an app, be short, and not read as a finished sentence.
+_PROMO_START: Final = re.compile(r"\W*(?:تابع(?:وا|ونا)?|حمل(?:وا)?|نزل(?:وا)?)\s")
+_PROMO_APP: Final = re.compile(r"(?<!\w)(?:ال)?تطبيق")
+_PROMO_MAX_WORDS: Final = 12
+_SENTENCE_END: Final = tuple(".!?؟…")
+# A plain-text first line ending like this is a sentence or an introduction, not a headline.
+# "?", "؟" and "!" are left out: about 1 in 18 corpus headlines ends with one of them.
+_NOT_TITLE_END: Final = tuple(".…:;؛,،")
+_CLOSERS: Final = "\"'»”’)]"
+_TAG_SPLIT: Final = re.compile(r"[\s,،|]+")
+# Where a valued marker's value starts in the original (un-normalised) line: after its words
+# (two, one, two) and an optional colon.
+_MARKER_VALUE: Final = {
+    kind: re.compile(r"\s*" + r"\S+\s+" * (words - 1) + r"[^\s:：]+\s*[:：]?\s*")
+    for kind, words in (("date", 2), ("source", 1), ("tags", 2))
+}
+
+
+def _classify(line: str) -> str | None:
+    """The kind of page part this line is, or None for article text (or a blank line)."""
+    norm = normalize(line)
+    m = _MARKER.match(norm)
+    if m:
+        return m.lastgroup
+    if (
+        _PROMO_START.match(norm)
+        and _PROMO_APP.search(norm)
+        and len(norm.split()) <= _PROMO_MAX_WORDS
+        and not norm.endswith(_SENTENCE_END)
+    ):
+        return "app_promo"
+    return None
+
+
+def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))
+
+
+@dataclass
+class _Parts:
+    body: list[str] = field(default_factory=list)
+    date: str = ""
+    source: str = ""
+    tags: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    starts_with_body: bool = False  # the first non-empty line is article text (a title candidate)
+
+
+def _split_parts(text: str) -> _Parts:
+    """The one cleaning pass: sort lines into body and page parts (used for pages and plain text)."""
+    parts = _Parts()
+    lines = text.splitlines()
+    seen_any = False
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if not line:
+            continue
+        kind = _classify(line)
+        if not seen_any:
+            parts.starts_with_body = kind is None
+            seen_any = True
+        if kind is None:
+            parts.body.append(line)
+            continue
+        parts.dropped.append(kind)
+        if kind == "read_also":
+            # The tail is cut unread; only note which other page parts went with it.
+            parts.dropped.extend(k for k in map(_classify, lines[i + 1:]) if k)
+            break
+        m = _MARKER_VALUE[kind].match(line) if kind in _MARKER_VALUE else None
+        value = line[m.end():].strip() if m else ""
+        if kind == "tags":
+            parts.tags.extend(_TAG_SPLIT.split(value))
+        elif kind == "date":
+            parts.date = parts.date or value  # the first date/source line wins
+        elif kind == "source":
+            parts.source = parts.source or value
+    return parts
+
+
+def _document(parts: _Parts, id: str, title: str, body: list[str]) -> Document:
+    return Document(
+        id=id,
+        title=title,
+        body="\n".join(body),
+        tags=_dedupe(parts.tags),
+        source=parts.source,
+        date=parts.date,
+        dropped=_dedupe(parts.dropped),
+    )
+
+
+def clean_text(text: str) -> str:
+    """Article text with page parts removed (the body cleaning of :func:`parse_page`)."""
+    return "\n".join(_split_parts(text).body)
+
+
+def _looks_like_title(line: str, *, page: bool, n_body: int) -> bool:
+    if len(line) > MAX_TITLE_CHARS:
+        return False
+    if page:
+        return True
+    return n_body > 1 and not line.rstrip(_CLOSERS).endswith(_NOT_TITLE_END)
+
+
+def parse_page(raw: str, id: str = "") -> Document:
+    """Parse a scraped page (or plain text) into a Document; never raises for a str.
+
+    Title rule: the first non-empty line is the title when it is article text (not a marker line),
+    at most MAX_TITLE_CHARS long, and either the input has any page marker (scraped pages always
+    open with the headline) or, for plain text, there is more than one non-empty line and the
+    first does not end (before closing quotes) like a sentence or clause: . … : ; ؛ , ،
+    (a final ? ؟ ! is allowed, as headlines often ask or exclaim). Otherwise there is no title
+    and all text is body.
+
+    Tags: the tag line is split on whitespace, commas, "،" and "|", duplicates removed in order.
+    Multi-word site tags ("كوريا الشمالية") come out as separate words; the line gives no reliable
+    boundaries, and under topics.md tag lists never decide topics anyway.
+    """
+    if not isinstance(raw, str):
+        raise TypeError(f"parse_page: raw must be str, got {type(raw).__name__}")
+    if not isinstance(id, str):
+        raise TypeError(f"parse_page: id must be str, got {type(id).__name__}")
+    parts = _split_parts(raw)
+    body = parts.body
+    title = ""
+    if (
+        parts.starts_with_body
+        and body
+        and _looks_like_title(body[0], page=bool(parts.dropped), n_body=len(body))
+    ):
+        title, body = body[0], body[1:]
+    return _document(parts, id, title, body)
+
+
+def from_fields(
+    *,
+    id: str = "",
+    title: str = "",
+    text: str = "",
+    raw: str = "",
+    tags: list[str] | tuple[str, ...] = (),
+) -> Document:
+    """Build a Document from structured input (JSON/CSV rows, gRPC messages).
+
+    With ``raw``: the page is parsed; an explicit ``title`` replaces the parsed one and explicit
+    ``tags`` are appended. Without it: ``title`` is the title and ``text`` the body, cleaned of
+    read-also tails, promotions and marker lines like a page body. Giving both ``raw`` and ``text``
+    is a ValueError (which one is the article would be a guess). Wrong types raise TypeError
+    naming the field.
+    """
+    for name, value in (("id", id), ("title", title), ("text", text), ("raw", raw)):
+        if not isinstance(value, str):
+            raise TypeError(f"document field {name!r} must be str, got {type(value).__name__}")
+    if not isinstance(tags, (list, tuple)):
+        raise TypeError(f"document field 'tags' must be a list of str, got {type(tags).__name__}")
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, str):
+            raise TypeError(f"document field 'tags' item {i} must be str, got {type(tag).__name__}")
+    if raw.strip() and text.strip():
+        raise ValueError("document has both 'raw' and 'text'; give one of them")
+
+    if raw.strip():
+        doc = parse_page(raw, id)
+    else:
+        parts = _split_parts(text)
+        doc = _document(parts, id, "", parts.body)
+    title = " ".join(title.split())  # the title is one line: Document.text joins it with "\n"
+    if title:
+        doc = replace(doc, title=title)
+    if tags:
+        doc = replace(doc, tags=_dedupe((*doc.tags, *(t.strip() for t in tags))))
+    return doc

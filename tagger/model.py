@@ -1,0 +1,119 @@
+"""TopicModel: the fitted featuriser plus one linear scorer per topic, as contiguous arrays.
+
+Scoring a document is one sparse row (a few hundred non-zeros) times a dense ``(n_features,
+n_topics)`` weight matrix: ``vals @ W[idx]``. That is microseconds per document, against ~12 ms for
+a one-row ``OneVsRestClassifier.predict`` on a large TF-IDF pipeline, and the same code serves one
+document or a million, so the server, batch tagger and Spark share it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tagger.features import NotFittedError, TfidfFeaturizer
+from tagger.text import analyze
+
+__all__ = ["TopicModel", "Evidence", "NotFittedError"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An n-gram and how much it added to a topic's logit."""
+
+    ngram: str
+    weight: float
+
+
+class TopicModel:
+    """Per-topic logistic scores from TF-IDF features, and per-topic decision thresholds.
+
+    ``coef`` is ``(n_features, n_topics)``; scores are ``sigmoid(x @ coef + intercept)``.
+    """
+
+    def __init__(
+        self,
+        featurizer: TfidfFeaturizer,
+        topics: Sequence[str],
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        thresholds: Sequence[float],
+    ) -> None:
+        k = len(topics)
+        if k == 0:
+            raise ValueError("a TopicModel needs at least one topic")
+        if len(set(topics)) != k:
+            raise ValueError(f"duplicate topics in {list(topics)}")
+        coef = np.ascontiguousarray(coef, dtype=np.float64)
+        if coef.shape != (featurizer.n_features, k):
+            raise ValueError(f"coef has shape {coef.shape}, expected ({featurizer.n_features}, {k})")
+        intercept = np.asarray(intercept, dtype=np.float64).reshape(-1)
+        thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+        if intercept.shape != (k,) or thresholds.shape != (k,):
+            raise ValueError("intercept and thresholds need one value per topic")
+        if not np.all((thresholds > 0) & (thresholds < 1)):
+            raise ValueError(f"thresholds must lie in (0, 1), got {thresholds.tolist()}")
+        self.featurizer = featurizer
+        self.topics: tuple[str, ...] = tuple(topics)
+        self.coef = coef
+        self.intercept = intercept
+        self.thresholds = thresholds
+        self._feature_names: list[str] | None = None
+
+    # ---------------------------------------------------------------- scoring
+    def scores_tokens(self, tokens: Sequence[str]) -> np.ndarray:
+        """Per-topic probabilities for one tokenised document."""
+        idx, vals = self.featurizer.row(tokens)
+        logits = vals @ self.coef[idx] + self.intercept if len(idx) else self.intercept.copy()
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n_docs, n_topics)`` probabilities for plain texts (no title weighting; see Tagger for documents)."""
+        out = np.empty((len(texts), len(self.topics)), dtype=np.float64)
+        for i, text in enumerate(texts):
+            out[i] = self.scores_tokens(analyze(text))
+        return out
+
+    def explain_tokens(self, tokens: Sequence[str], topic: str, top_n: int = 5) -> list[Evidence]:
+        """The n-grams that raised ``topic``'s logit most for this document, largest first."""
+        j = self.topics.index(topic)
+        idx, vals = self.featurizer.row(tokens)
+        if not len(idx):
+            return []
+        contrib = vals * self.coef[idx, j]
+        order = np.argsort(-contrib, kind="stable")[:top_n]
+        names = self.feature_names
+        return [Evidence(names[idx[o]], float(contrib[o])) for o in order if contrib[o] > 0]
+
+    @property
+    def feature_names(self) -> list[str]:
+        if self._feature_names is None:
+            self._feature_names = self.featurizer.feature_names()
+        return self._feature_names
+
+    # ----------------------------------------------------------- persistence
+    def to_payload(self) -> dict:
+        """Plain arrays and lists only, so the pickle carries no project classes."""
+        return {
+            "format": 1,
+            "topics": list(self.topics),
+            "vocabulary": self.featurizer.feature_names(),
+            "idf": self.featurizer.idf_,
+            "min_df": self.featurizer.min_df,
+            "max_features": self.featurizer.max_features,
+            "n_docs": self.featurizer.n_docs_,
+            "coef": self.coef.astype(np.float32),
+            "intercept": self.intercept,
+            "thresholds": self.thresholds,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> TopicModel:
+        if not isinstance(payload, dict) or payload.get("format") != 1:
+            raise ValueError("not a tagger model payload (format 1)")
+        feat = TfidfFeaturizer.from_vocabulary(
+            payload["vocabulary"], payload["idf"], min_df=payload["min_df"],
+            max_features=payload["max_features"], n_docs=payload["n_docs"],
+        )
+        return cls(feat, payload["topics"], payload["coef"], payload["intercept"], payload["thresholds"])

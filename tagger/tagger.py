@@ -1,0 +1,157 @@
+"""The one predict path: Documents in, TagResults out. Every face (CLI, gRPC, batch, Spark) calls this."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tagger.artifacts import LoadedModel
+from tagger.document import Document
+from tagger.model import Evidence
+from tagger.taxonomy import UnknownTopicError
+from tagger.text import document_tokens
+
+__all__ = ["Tagger", "TagOptions", "TagResult", "TopicScore", "InvalidDocumentError", "DEFAULT_MAX_CHARS"]
+
+#: Longest text scored as is; longer text is truncated (flagged) or rejected, by ``on_too_long``.
+DEFAULT_MAX_CHARS = 100_000
+
+
+class InvalidDocumentError(ValueError):
+    """A document cannot be tagged (empty, too long under the reject policy); the message says why."""
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    """Per-request choices. ``threshold`` overrides every topic's tuned threshold; ``topics``
+    restricts the answer to those topics; ``top_k`` keeps the best k chosen topics."""
+
+    threshold: float | None = None
+    top_k: int | None = None
+    explain: bool = False
+    explain_n: int = 5
+    topics: tuple[str, ...] = ()
+
+    def validate(self, known: Sequence[str]) -> None:
+        if self.threshold is not None and not (
+            isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0 and not math.isnan(self.threshold)
+        ):
+            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 0):
+            raise ValueError(f"top_k must be a non-negative int, got {self.top_k!r}")
+        if not isinstance(self.explain_n, int) or not 1 <= self.explain_n <= 100:
+            raise ValueError(f"explain_n must be an int in [1, 100], got {self.explain_n!r}")
+        unknown = [t for t in self.topics if t not in known]
+        if unknown:
+            raise UnknownTopicError(
+                f"unknown topic(s) {unknown} in options; this model knows {list(known)}", unknown=tuple(unknown),
+                where="options",
+            )
+
+
+@dataclass(frozen=True)
+class TopicScore:
+    topic: str
+    score: float
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """Chosen topics (best first), every topic's score, and what was removed from the input."""
+
+    id: str
+    topics: tuple[TopicScore, ...]
+    scores: dict[str, float]
+    dropped_tags: tuple[str, ...]
+    dropped_parts: tuple[str, ...]
+    model_version: str
+    truncated: bool = False
+
+    def to_json(self) -> dict:
+        out: dict = {
+            "id": self.id,
+            "topics": [
+                {"topic": t.topic, "score": round(t.score, 4)}
+                | ({"evidence": [{"ngram": e.ngram, "weight": round(e.weight, 4)} for e in t.evidence]} if t.evidence else {})
+                for t in self.topics
+            ],
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+            "dropped_tags": list(self.dropped_tags),
+            "model_version": self.model_version,
+        }
+        if self.truncated:
+            out["truncated"] = True
+        return out
+
+
+@dataclass
+class Tagger:
+    """Wraps a verified model; stateless per call, so one instance serves many threads."""
+
+    loaded: LoadedModel
+    max_chars: int = DEFAULT_MAX_CHARS
+    on_too_long: str = "truncate"  # or "reject"
+    _index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.on_too_long not in ("truncate", "reject"):
+            raise ValueError(f"on_too_long must be 'truncate' or 'reject', got {self.on_too_long!r}")
+        if self.max_chars < 1:
+            raise ValueError("max_chars must be >= 1")
+        self._index = {t: i for i, t in enumerate(self.loaded.model.topics)}
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self.loaded.model.topics
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+    def check(self, doc: Document) -> tuple[list[str], bool]:
+        """The document's tokens and whether it was truncated; raises InvalidDocumentError."""
+        n = len(doc.title) + len(doc.body)
+        if not (doc.title.strip() or doc.body.strip()):
+            raise InvalidDocumentError(f"document {doc.id!r} has no text to tag (empty title and body)")
+        if n > self.max_chars:
+            if self.on_too_long == "reject":
+                raise InvalidDocumentError(f"document {doc.id!r} has {n} characters, over the limit of {self.max_chars}")
+            title = doc.title[: self.max_chars]
+            return document_tokens(title, doc.body[: self.max_chars - len(title)]), True
+        return document_tokens(doc.title, doc.body), False
+
+    def tag(self, doc: Document, options: TagOptions = TagOptions()) -> TagResult:
+        return self.tag_many([doc], options)[0]
+
+    def tag_many(self, docs: Sequence[Document], options: TagOptions = TagOptions()) -> list[TagResult]:
+        """Tag documents in order. Raises InvalidDocumentError naming the first bad document."""
+        model = self.loaded.model
+        options.validate(model.topics)
+        prepared = [self.check(d) for d in docs]
+        thresholds = (
+            np.full(len(model.topics), float(options.threshold)) if options.threshold is not None else model.thresholds
+        )
+        allowed = [self._index[t] for t in options.topics] if options.topics else range(len(model.topics))
+        results = []
+        for doc, (tokens, truncated) in zip(docs, prepared):
+            s = model.scores_tokens(tokens)
+            chosen = sorted((j for j in allowed if s[j] >= thresholds[j]), key=lambda j: (-s[j], j))
+            if options.top_k is not None:
+                chosen = chosen[: options.top_k]
+            topics = tuple(
+                TopicScore(
+                    model.topics[j], float(s[j]),
+                    tuple(model.explain_tokens(tokens, model.topics[j], options.explain_n)) if options.explain else (),
+                )
+                for j in chosen
+            )
+            results.append(
+                TagResult(
+                    id=doc.id, topics=topics, scores={t: float(s[j]) for t, j in self._index.items()},
+                    dropped_tags=doc.tags, dropped_parts=doc.dropped, model_version=self.version, truncated=truncated,
+                )
+            )
+        return results

@@ -1,0 +1,84 @@
+"""Training data: the weakly labelled corpus and gold-labelled articles, read as streams."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tagger.document import from_fields
+from tagger.io import InputError, read_jsonl
+from tagger.taxonomy import Taxonomy
+
+__all__ = ["Article", "read_articles", "read_gold"]
+
+
+@dataclass(frozen=True)
+class Article:
+    """One training article. ``topics`` is None when the article has no gold labels."""
+
+    id: str
+    title: str
+    body: str
+    outlet: str = ""
+    sections: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    topics: tuple[str, ...] | None = None
+    published: str = ""
+
+
+def _str_field(obj: dict, key: str, where: str, required: bool = False) -> str:
+    value = obj.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InputError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+    if required and not value:
+        raise InputError(f"{where}: field '{key}' is missing or empty")
+    return value
+
+
+def _str_list(obj: dict, key: str, where: str) -> tuple[str, ...]:
+    value = obj.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: field '{key}' must be a list of strings")
+    return tuple(value)
+
+
+def read_articles(path: Path | str, taxonomy: Taxonomy | None = None) -> Iterator[Article]:
+    """Stream articles from JSONL(.gz/.xz). With a taxonomy, a ``topics`` field is validated
+    against it (unknown ids raise, naming the line); without, topics are ignored."""
+    for line_no, obj in read_jsonl(path):
+        where = f"{path}:{line_no}"
+        doc = from_fields(
+            id=_str_field(obj, "id", where, required=True),
+            title=_str_field(obj, "title", where),
+            text=_str_field(obj, "text", where),
+        )
+        topics = None
+        if taxonomy is not None and "topics" in obj:
+            topics = tuple(taxonomy.validate(_topics_list(obj, where), where=where))
+        yield Article(
+            id=doc.id, title=doc.title, body=doc.body, outlet=_str_field(obj, "outlet", where),
+            sections=_str_list(obj, "sections", where), tags=_str_list(obj, "tags", where), topics=topics,
+            published=_str_field(obj, "published", where),
+        )
+
+
+def _topics_list(obj: dict, where: str) -> list:
+    value = obj["topics"]
+    if not isinstance(value, list):
+        raise InputError(f"{where}: field 'topics' must be a list of topic ids")
+    return value
+
+
+def read_gold(path: Path | str, taxonomy: Taxonomy) -> list[Article]:
+    """Gold-labelled articles; every line must carry a valid ``topics`` list."""
+    out = []
+    for art in read_articles(path, taxonomy):
+        if art.topics is None:
+            raise InputError(f"{path}: article {art.id} has no 'topics' field; gold files need one per line")
+        out.append(art)
+    ids = [a.id for a in out]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"{path}: duplicate ids")
+    return out

@@ -1,0 +1,193 @@
+"""Fit tagger's model: TF-IDF features, gold + weak labels, one logistic regression per topic,
+per-topic thresholds from cross-validation on the gold training articles.
+
+Recipe (each step measured in bench/train_eval.py):
+1. Featurise every corpus article (the vocabulary and idf come from the whole corpus, labelled or not).
+2. Stage 1: a logistic regression per topic on the gold articles alone.
+3. Weak labels for the unlabelled corpus: the outlet section rules where they are reliable, and the
+   stage-1 model's confident predictions (self-training), with keyword rules lowering the bar for a
+   positive the model already leans to.
+4. Stage 2: a logistic regression per topic on gold (weight 1) + weak labels (``weak_weight``),
+   classes balanced, so rare topics (sanctions, energy, health) are not drowned.
+5. Thresholds: stage 2 is refitted on 5 folds of the gold articles (weak labels fixed); each topic's
+   threshold maximises F1 on the out-of-fold scores. Dev gold is never used.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
+
+from tagger.features import TfidfFeaturizer
+from tagger.model import TopicModel
+from tagger.taxonomy import Taxonomy
+from tagger.text import document_tokens
+from training.data import Article
+from training.weak import ABSTAIN, KeywordRules, SectionRules
+
+__all__ = ["TrainConfig", "TrainResult", "fit_model"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    min_df: int = 2
+    max_features: int = 100_000
+    C: float = 30.0
+    weak_weight: float = 0.3
+    use_sections: bool = True
+    use_self_training: bool = True
+    use_keywords: bool = True
+    self_train_hi: float = 0.9
+    self_train_lo: float = 0.1
+    cv_folds: int = 5
+    n_jobs: int = 2
+
+    def __post_init__(self) -> None:
+        if self.min_df < 1 or self.max_features < 1:
+            raise ValueError("min_df and max_features must be >= 1")
+        if self.C <= 0 or self.weak_weight < 0:
+            raise ValueError("C must be > 0 and weak_weight >= 0")
+        if not 0 < self.self_train_lo < self.self_train_hi < 1:
+            raise ValueError("need 0 < self_train_lo < self_train_hi < 1")
+        if self.cv_folds < 2:
+            raise ValueError("cv_folds must be >= 2")
+
+
+@dataclass
+class TrainResult:
+    model: TopicModel
+    config: TrainConfig
+    stats: dict = field(default_factory=dict)
+
+
+_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
+
+
+def _best_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    """Threshold maximising F1 of ``s >= t``; ties go to the threshold nearest 0.5 (least extreme)."""
+    pos = y.sum()
+    if pos == 0:
+        return 0.5
+    best, best_t = -1.0, 0.5
+    for t in sorted(_THRESHOLDS, key=lambda t: abs(t - 0.5)):
+        p = s >= t
+        tp = float((p & (y == 1)).sum())
+        f1 = 2 * tp / (p.sum() + pos) if tp else 0.0
+        if f1 > best + 1e-12:
+            best, best_t = f1, float(t)
+    return best_t
+
+
+def _lr(C: float, seed: int) -> LogisticRegression:
+    return LogisticRegression(C=C, solver="liblinear", class_weight="balanced", random_state=seed)
+
+
+def _fit_topic(X: sp.csr_matrix, y: np.ndarray, w: np.ndarray, C: float, seed: int) -> tuple[np.ndarray, float]:
+    if y.min() == y.max():  # a topic with one class in this fold: constant scorer
+        return np.zeros(X.shape[1]), (8.0 if y[0] else -8.0)
+    clf = _lr(C, seed).fit(X, y, sample_weight=w)
+    return clf.coef_.ravel(), float(clf.intercept_[0])
+
+
+def _fit_all(Xg, Yg, Xu, Lu, cfg: TrainConfig, parallel: Parallel) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-2 fit of every topic on gold rows + the weak rows that have an opinion on it."""
+    jobs = []
+    for j in range(Yg.shape[1]):
+        if Xu is not None and Lu is not None and cfg.weak_weight > 0:
+            m = Lu[:, j] != ABSTAIN
+            X = sp.vstack([Xg, Xu[m]]).tocsr()
+            y = np.r_[Yg[:, j], Lu[m, j]]
+            w = np.r_[np.ones(Xg.shape[0]), np.full(int(m.sum()), cfg.weak_weight)]
+        else:
+            X, y, w = Xg, Yg[:, j], np.ones(Xg.shape[0])
+        jobs.append(delayed(_fit_topic)(X, y, w, cfg.C, cfg.seed))
+    out = parallel(jobs)
+    return np.column_stack([c for c, _ in out]), np.array([b for _, b in out])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_model(
+    gold: Sequence[Article],
+    unlabelled: Sequence[Article],
+    taxonomy: Taxonomy,
+    cfg: TrainConfig = TrainConfig(),
+    keyword_rules: KeywordRules | None = None,
+    section_rules: SectionRules | None = None,
+    log=print,
+) -> TrainResult:
+    """Train on gold articles plus weakly labelled ``unlabelled`` ones (whose gold ids are skipped)."""
+    t0 = time.perf_counter()
+    topics = taxonomy.ids
+    k = len(topics)
+    gold_ids = {a.id for a in gold}
+    unlabelled = [a for a in unlabelled if a.id not in gold_ids]
+    if len(gold) < cfg.cv_folds * 2:
+        raise ValueError(f"need at least {cfg.cv_folds * 2} gold articles, got {len(gold)}")
+    Yg = np.array([[t in (a.topics or ()) for t in topics] for a in gold], dtype=np.int8)
+    empty = [t for j, t in enumerate(topics) if Yg[:, j].sum() == 0]
+    if empty:
+        log(f"warning: no gold article has topic(s) {empty}; they rely on weak labels alone")
+
+    gold_tokens = [document_tokens(a.title, a.body) for a in gold]
+    unl_tokens = [document_tokens(a.title, a.body) for a in unlabelled]
+    feat = TfidfFeaturizer(min_df=cfg.min_df, max_features=cfg.max_features).fit(gold_tokens + unl_tokens)
+    Xg = feat.transform_tokens(gold_tokens)
+    Xu = feat.transform_tokens(unl_tokens) if unlabelled else None
+    log(f"features: {feat.n_features} n-grams from {len(gold) + len(unlabelled)} articles "
+        f"({time.perf_counter() - t0:.1f}s)")
+    stats: dict = {"n_gold": len(gold), "n_unlabelled": len(unlabelled), "n_features": feat.n_features}
+
+    with Parallel(n_jobs=cfg.n_jobs, prefer="threads") as parallel:
+        Lu = None
+        if Xu is not None:
+            Lu = np.full((Xu.shape[0], k), ABSTAIN, dtype=np.int8)
+            if cfg.use_self_training:
+                W1, b1 = _fit_all(Xg, Yg, None, None, cfg, parallel)
+                P = _sigmoid(Xu @ W1 + b1)
+                Lu[P >= cfg.self_train_hi] = 1
+                Lu[P <= cfg.self_train_lo] = 0
+                if cfg.use_keywords and keyword_rules is not None:
+                    fired = np.array([keyword_rules.fire(t) for t in unl_tokens])
+                    # A keyword rule alone is too noisy to label; backed by a model already above 0.5, it is not.
+                    Lu[fired & (P >= 0.5) & (Lu == ABSTAIN)] = 1
+            elif cfg.use_keywords and keyword_rules is not None:
+                fired = np.array([keyword_rules.fire(t) for t in unl_tokens])
+                Lu[fired] = 1
+            if cfg.use_sections and section_rules is not None:
+                S = np.array([section_rules.labels(a.sections) for a in unlabelled])
+                Lu[S != ABSTAIN] = S[S != ABSTAIN]  # sections were audited on gold: they win
+            stats["weak_labels"] = {
+                t: {"positive": int((Lu[:, j] == 1).sum()), "negative": int((Lu[:, j] == 0).sum())}
+                for j, t in enumerate(topics)
+            }
+            log(f"weak labels ready ({time.perf_counter() - t0:.1f}s)")
+
+        oof = np.zeros(Yg.shape)
+        folds = KFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+        for tr, te in folds.split(Xg):
+            W, b = _fit_all(Xg[tr], Yg[tr], Xu, Lu, cfg, parallel)
+            oof[te] = _sigmoid(Xg[te] @ W + b)
+        thresholds = np.array([_best_threshold(Yg[:, j], oof[:, j]) for j in range(k)])
+        log(f"cross-validated thresholds ({time.perf_counter() - t0:.1f}s)")
+        W, b = _fit_all(Xg, Yg, Xu, Lu, cfg, parallel)
+
+    stats["cv_oof_scores"] = oof
+    stats["cv_labels"] = Yg
+    stats["seconds"] = round(time.perf_counter() - t0, 1)
+    model = TopicModel(feat, topics, W, b, thresholds)
+    log(f"trained in {stats['seconds']}s")
+    return TrainResult(model, cfg, stats)
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
