@@ -11,8 +11,10 @@ Page format (``../shared/examples/seed-article.txt``), one part per line, any pa
 - ``تاريخ النشر: ...`` is the date line;
 - every other line is body, except:
 - ``المصدر: ...`` is the source line, ``كلمات دلالية: ...`` the tag line;
-- ``إقرأ أيضاً:`` (any spelling, see below) starts the read-also part: it and everything after it
-  is dropped, since on these pages what follows is the linked story, not the article;
+- ``إقرأ أيضاً:`` (any spelling, see below) alone on its line starts the read-also part: it and
+  everything after it is dropped, since on these pages what follows is the linked story, not the
+  article; the marker followed by a headline on the same line is an in-article link, and only that
+  line is dropped;
 - an app promotion (``تابع أحدث الأخبار عبر تطبيق``, ``حمل تطبيق ...``) and a teaser line
   (``قد يهمك: ...``) are dropped wherever they are.
 
@@ -61,6 +63,8 @@ _MARKER: Final = re.compile(
     r"|(?P<tags>كلمات\sدلاليه(?!\w))"
     r"|(?P<teaser>\W*قد\sيهمك(?!\w))"
 )
+# A read-also marker followed by a linked headline on the same line.
+_READ_ALSO_INLINE: Final = re.compile(r"\W*اقرا\s?ايضا\W*\w")
 # Verbs like حمل/تابع open many news sentences ("حمل الوزير ..."), so a promotion must also
 # mention an app, be short, and not read as a finished sentence.
 _PROMO_START: Final = re.compile(r"\W*(?:تابع(?:وا|ونا)?|حمل(?:وا)?|نزل(?:وا)?)\s")
@@ -128,7 +132,12 @@ def _split_parts(text: str) -> _Parts:
             continue
         parts.dropped.append(kind)
         if kind == "read_also":
-            # The tail is cut unread; only note which other page parts went with it.
+            if _READ_ALSO_INLINE.match(normalize(line)):
+                # "اقرأ أيضا: <headline>" on one line is a link inside the article (CNN does this
+                # mid-article); the article goes on after it, so only the link line goes.
+                continue
+            # A marker on its own line introduces a glued story: the tail is cut unread; only note
+            # which other page parts went with it.
             parts.dropped.extend(k for k in map(_classify, lines[i + 1:]) if k)
             break
         m = _MARKER_VALUE[kind].match(line) if kind in _MARKER_VALUE else None

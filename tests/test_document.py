@@ -110,8 +110,6 @@ def test_crlf_and_blank_lines_do_not_matter(seed_raw: str) -> None:
         "اقرأ أيضاً،",  # Arabic comma
         "اقرأ أيضاً؛",  # Arabic semicolon
         "اقرأ أيضاً\u00a0",
-        "اقرأ أيضا| " + OTHER,  # link text on the same line
-        "إقرأ أيضا: " + OTHER,
         "• اقرأ أيضاً...",
     ],
 )
@@ -122,6 +120,16 @@ def test_read_also_variants_drop_everything_after(marker: str) -> None:
     assert doc.body == BODY_LINE
     assert doc.dropped == ("read_also",)
     assert "المناورات" not in doc.text and "تحذر" not in doc.text
+
+
+@pytest.mark.parametrize("marker", ["اقرأ أيضا| ", "إقرأ أيضا: ", "إقرأ أيضا:\u00a0"])
+def test_read_also_with_inline_headline_drops_only_that_line(marker: str) -> None:
+    # CNN puts "اقرأ أيضا: <headline>" links mid-article and the article goes on after them.
+    raw = "\n".join([TITLE, BODY_LINE, marker + OTHER, "فقرة ثانية من المقال."])
+    doc = parse_page(raw)
+    assert doc.body == BODY_LINE + "\nفقرة ثانية من المقال."
+    assert doc.dropped == ("read_also",)
+    assert "تحذر" not in doc.text
 
 
 def test_read_also_lookalikes_are_body() -> None:
@@ -240,7 +248,7 @@ def test_document_text() -> None:
 
 
 def test_from_fields_title_and_text_cleaned_like_a_page() -> None:
-    text = "\n".join([BODY_LINE, "تابع أحدث الأخبار عبر تطبيق", "فقرة ثانية.", "اقرأ أيضا: " + OTHER, "فقرة من الخبر الآخر."])
+    text = "\n".join([BODY_LINE, "تابع أحدث الأخبار عبر تطبيق", "فقرة ثانية.", "اقرأ أيضا:", OTHER, "فقرة من الخبر الآخر."])
     doc = from_fields(id="a1", title="  عنوان\nالخبر ", text=text)
     assert doc.id == "a1"
     assert doc.title == "عنوان الخبر"  # a title is one line

@@ -1,0 +1,75 @@
+"""`tagger evaluate --gold PATH`: per-topic P/R/F1, micro/macro/mission F1 for the model and, beside
+it, for the keyword labelling functions alone, so the model's gain over keyword tags is visible.
+Numbers agree with ``shared/tools/score_topics.py`` (same formulas; a test holds them together)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tagger.cli import CLIError
+from tagger.cli._common import add_model_option, load
+from tagger.paths import shared_dir
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gold", type=Path, default=shared_dir() / "gold/dev.jsonl",
+                   help="gold JSONL with id, title, text, topics (default: ../shared/gold/dev.jsonl)")
+    add_model_option(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--predictions", type=Path, default=None,
+                   help="also write the model's predictions as JSONL (id, topics) for score_topics.py")
+    p.add_argument("--no-keywords", action="store_true", help="skip the keyword-rules baseline")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tagger.document import Document
+    from tagger.io import InputError
+    from tagger.metrics import score
+    from tagger.tagger import Tagger
+    from tagger.taxonomy import UnknownTopicError, default_taxonomy
+    from tagger.text import document_tokens
+    from training.data import read_gold
+    from training.weak import load_keyword_rules
+
+    loaded = load(args)
+    taxonomy = default_taxonomy()
+    extra = [t for t in loaded.model.topics if t not in taxonomy]
+    if extra:
+        raise CLIError(f"model topics {extra} are not in the packaged taxonomy; pass a model trained on it")
+    try:
+        gold = read_gold(args.gold, taxonomy)
+    except (InputError, UnknownTopicError) as e:
+        raise CLIError(str(e)) from e
+    if not gold:
+        raise CLIError(f"{args.gold}: no articles")
+    topics = loaded.model.topics
+    truth = {a.id: set(a.topics or ()) for a in gold}
+    results = Tagger(loaded).tag_many([Document(id=a.id, title=a.title, body=a.body) for a in gold])
+    pred = {r.id: {t.topic for t in r.topics} for r in results}
+    model_report = score(truth, pred, topics)
+    kw_report = None
+    if not args.no_keywords:
+        rules = load_keyword_rules(taxonomy)
+        kw_pred = {}
+        for a in gold:
+            fired = rules.fire(document_tokens(a.title, a.body))
+            kw_pred[a.id] = {t for t, f in zip(rules.topics, fired) if f and t in topics}
+        kw_report = score(truth, kw_pred, topics)
+    if args.predictions:
+        with open(args.predictions, "w", encoding="utf-8") as f:
+            for r in results:
+                f.write(json.dumps({"id": r.id, "topics": [t.topic for t in r.topics]}, ensure_ascii=False) + "\n")
+    if args.json:
+        out = {"gold": str(args.gold), "model_version": loaded.version, "model": model_report.to_json()}
+        if kw_report:
+            out["keyword_rules"] = kw_report.to_json()
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    print(f"model {loaded.version} on {args.gold} ({len(gold)} articles)")
+    print(model_report.table())
+    if kw_report:
+        print(f"\nkeyword rules alone (training/rules/keywords.json)")
+        print(kw_report.table())
+        print(f"\nmodel gain over keyword rules: micro-F1 {model_report.micro_f1 - kw_report.micro_f1:+.3f}")
+    return 0

@@ -1,0 +1,100 @@
+"""The CLI end to end, as a user runs it: real processes, the shipped model, the seed page."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagger.artifacts import load_model, resolve_model_dir
+from tagger.paths import default_model_root
+
+
+def tagger(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tagger", *args], input=stdin, capture_output=True, timeout=300)
+
+
+def test_seed_page_is_tagged_diplomacy_military_sanctions(shared_dir: Path) -> None:
+    p = tagger("tag", str(shared_dir / "examples/seed-article.txt"))
+    assert p.returncode == 0, p.stderr.decode()
+    lines = p.stdout.decode().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    assert out["id"] == "seed-article.txt"
+    assert {t["topic"] for t in out["topics"]} == {"diplomacy", "military", "sanctions"}
+    assert [t["score"] for t in out["topics"]] == sorted((t["score"] for t in out["topics"]), reverse=True)
+    assert "سياسة" in out["dropped_tags"]  # the navigation noise is reported as dropped, not used
+    assert out["model_version"].startswith("arabic-news-topics/")
+
+
+def test_explain_and_stdin_jsonl_in_input_order(shared_dir: Path) -> None:
+    seed = (shared_dir / "examples/seed-article.txt").read_text("utf-8")
+    rows = [
+        {"id": "s1", "raw": seed},
+        {"id": "s2", "title": "المنتخب يفوز بكأس آسيا", "text": "فاز المنتخب الوطني في المباراة النهائية لكرة القدم وتوج بالكأس."},
+    ]
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    p = tagger("tag", "-", "--explain", stdin=data)
+    assert p.returncode == 0, p.stderr.decode()
+    out = [json.loads(l) for l in p.stdout.decode().splitlines()]
+    assert [o["id"] for o in out] == ["s1", "s2"]
+    assert out[1]["topics"][0]["topic"] == "sports"
+    assert all(t["evidence"] for o in out for t in o["topics"])
+
+
+def test_info_prints_the_manifest() -> None:
+    p = tagger("info")
+    assert p.returncode == 0
+    m = json.loads(p.stdout)
+    assert m["name"] == "arabic-news-topics" and len(m["topics"]) == 12 and len(m["sha256"]) == 64
+
+
+def test_evaluate_matches_the_manifest_and_reports_keywords(shared_dir: Path) -> None:
+    p = tagger("evaluate", "--gold", str(shared_dir / "gold/dev.jsonl"), "--json")
+    assert p.returncode == 0, p.stderr.decode()
+    out = json.loads(p.stdout)
+    shipped = load_model(default_model_root()).manifest
+    assert out["model_version"] == f"{shipped['name']}/{shipped['version']}"
+    assert out["model"]["micro_f1"] == pytest.approx(shipped["metrics"]["dev"]["micro_f1"], abs=1e-4)
+    assert out["keyword_rules"]["micro_f1"] < out["model"]["micro_f1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tag", "/no/such/file.txt"], "No such file"),
+        (["evaluate", "--gold", "/no/such/gold.jsonl"], "no such file"),
+        (["train", "--corpus", "/no/such/corpus.jsonl.xz", "--no-publish"], "no such file"),
+        (["tag", "-", "--threshold", "3"], "threshold must be"),
+        (["info", "--model", "/no/such/model"], "no model found"),
+    ],
+)
+def test_errors_are_one_clear_line_and_exit_2(args: list[str], message: str) -> None:
+    p = tagger(*args, stdin=b"")
+    err = p.stderr.decode().strip()
+    assert p.returncode == 2
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_invalid_utf8_and_empty_input_are_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xd8\xb9\xff\xfe broken")
+    p = tagger("tag", str(bad))
+    assert p.returncode == 2 and b"invalid UTF-8" in p.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n", "utf-8")
+    p = tagger("tag", str(empty))
+    assert p.returncode == 2 and b"no text to tag" in p.stderr
+
+
+def test_corrupt_model_is_refused_with_a_clear_message(tmp_path: Path, shared_dir: Path) -> None:
+    src = resolve_model_dir(default_model_root())
+    dst = tmp_path / "m" / "1"
+    shutil.copytree(src, dst)
+    with open(dst / "model.joblib", "ab") as f:
+        f.write(b"tampered")
+    p = tagger("tag", "--model", str(dst), str(shared_dir / "examples/seed-article.txt"))
+    assert p.returncode == 2 and b"sha256 mismatch" in p.stderr and not p.stdout

@@ -1,0 +1,98 @@
+"""The featuriser computes scikit-learn's TF-IDF exactly, with its own fast lookup."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from tagger.features import NotFittedError, TfidfFeaturizer
+from tagger.text import analyze
+
+DOCS = [
+    "فرضت الولايات المتحدة عقوبات جديدة على كوريا الشمالية بسبب برنامجها الصاروخي",
+    "الولايات المتحدة تهدد بفرض عقوبات على روسيا إذا أرسلت كوريا الشمالية أسلحة",
+    "فاز المنتخب في مباراة كرة القدم وتأهل إلى نهائي كأس العالم",
+    "المنتخب الوطني يخسر المباراة الودية أمام كوريا الجنوبية",
+    "ارتفعت أسعار النفط بعد قرار أوبك خفض الإنتاج والعقوبات على إيران",
+    "",
+    "عقوبات عقوبات عقوبات",
+]
+
+
+def _sklearn(tokens: list[list[str]], **kw) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        tokenizer=lambda x: x, preprocessor=lambda x: x, lowercase=False, token_pattern=None,
+        ngram_range=(1, 2), sublinear_tf=True, **kw,
+    ).fit(tokens)
+
+
+def test_matches_sklearn_tfidf_exactly() -> None:
+    tokens = [analyze(d) for d in DOCS]
+    ours = TfidfFeaturizer(min_df=2, max_features=None).fit(tokens)
+    ref = _sklearn(tokens, min_df=2)
+    assert ours.vocabulary_ == ref.vocabulary_
+    np.testing.assert_allclose(ours.idf_, ref.idf_, rtol=0, atol=1e-12)
+    new = [analyze("عقوبات جديدة على كوريا الشمالية والمنتخب"), analyze("كلمات لم ترها النماذج"), []]
+    a = ours.transform_tokens(tokens + new).toarray()
+    b = ref.transform(tokens + new).toarray()
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_matches_sklearn_on_real_articles(shared_dir) -> None:
+    from training.data import read_articles
+
+    arts = [a for _, a in zip(range(300), read_articles(shared_dir / "gold/dev.jsonl"))]
+    tokens = [analyze(a.title + "\n" + a.body) for a in arts]
+    ours = TfidfFeaturizer(min_df=2, max_features=None).fit(tokens[:200])
+    ref = _sklearn(tokens[:200], min_df=2)
+    assert ours.vocabulary_ == ref.vocabulary_
+    diff = abs(ours.transform_tokens(tokens[200:]) - ref.transform(tokens[200:]))
+    assert diff.max() < 1e-12
+
+
+def test_max_features_keeps_bigrams_resolvable() -> None:
+    tokens = [analyze(d) for d in DOCS]
+    feat = TfidfFeaturizer(min_df=1, max_features=12).fit(tokens)
+    vocab = feat.vocabulary_
+    assert 0 < len(vocab) <= 12
+    for g in vocab:
+        if " " in g:
+            assert all(w in vocab for w in g.split(" "))
+    assert sorted(vocab, key=vocab.get) == sorted(vocab)  # columns in sorted n-gram order
+
+
+def test_unfitted_use_is_a_clear_error() -> None:
+    with pytest.raises(NotFittedError, match="not fitted"):
+        TfidfFeaturizer().transform(["نص"])
+
+
+@pytest.mark.parametrize("kw", [{"min_df": 0}, {"min_df": 1.5}, {"max_features": 0}, {"max_features": "10"}])
+def test_parameters_are_validated(kw: dict) -> None:
+    with pytest.raises(ValueError):
+        TfidfFeaturizer(**kw)
+
+
+def test_fit_on_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="zero documents"):
+        TfidfFeaturizer().fit([])
+
+
+def test_pickle_and_from_vocabulary_round_trip() -> None:
+    tokens = [analyze(d) for d in DOCS]
+    feat = TfidfFeaturizer(min_df=1, max_features=None).fit(tokens)
+    expected = feat.transform_tokens(tokens).toarray()
+    clone = pickle.loads(pickle.dumps(feat))
+    np.testing.assert_array_equal(clone.transform_tokens(tokens).toarray(), expected)
+    rebuilt = TfidfFeaturizer.from_vocabulary(
+        feat.feature_names(), feat.idf_, min_df=1, max_features=None, n_docs=feat.n_docs_
+    )
+    np.testing.assert_array_equal(rebuilt.transform_tokens(tokens).toarray(), expected)
+
+
+def test_from_vocabulary_rejects_inconsistent_input() -> None:
+    with pytest.raises(ValueError, match="idf has shape"):
+        TfidfFeaturizer.from_vocabulary(["a", "b"], np.ones(3), min_df=1, max_features=None, n_docs=1)
+    with pytest.raises(ValueError, match="bigram"):
+        TfidfFeaturizer.from_vocabulary(["a", "a c"], np.ones(2), min_df=1, max_features=None, n_docs=1)

@@ -1,0 +1,92 @@
+"""The one predict path: options, validation, truncation, explanation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tagger.artifacts import LoadedModel
+from tagger.document import Document, parse_page
+from tagger.tagger import InvalidDocumentError, TagOptions, Tagger
+from tagger.taxonomy import UnknownTopicError
+
+from helpers import TINY_DOCS, tiny_model
+
+
+@pytest.fixture
+def tagger() -> Tagger:
+    return Tagger(LoadedModel(tiny_model(), {"name": "tiny", "version": "1"}, Path(".")))
+
+
+def _doc(topic: str, id: str = "x") -> Document:
+    return Document(id=id, body=TINY_DOCS[topic])
+
+
+def test_results_in_order_with_ids_and_version(tagger: Tagger) -> None:
+    res = tagger.tag_many([_doc("sports", "a"), _doc("sanctions", "b"), _doc("economy", "c")])
+    assert [r.id for r in res] == ["a", "b", "c"]
+    assert [r.topics[0].topic for r in res] == ["sports", "sanctions", "economy"]
+    assert all(r.model_version == "tiny/1" for r in res)
+    assert set(res[0].scores) == {"sanctions", "sports", "economy"}
+
+
+def test_chosen_topics_are_best_first_and_above_threshold(tagger: Tagger) -> None:
+    doc = Document(body=TINY_DOCS["sanctions"] + " " + TINY_DOCS["economy"])
+    r = tagger.tag(doc, TagOptions(threshold=0.01))
+    scores = [t.score for t in r.topics]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 3
+    assert [t.topic for t in tagger.tag(doc, TagOptions(threshold=0.01, top_k=1)).topics] == [r.topics[0].topic]
+    assert tagger.tag(doc, TagOptions(threshold=1.0)).topics == ()
+
+
+def test_topic_restriction_and_unknown_topics(tagger: Tagger) -> None:
+    r = tagger.tag(_doc("sanctions"), TagOptions(threshold=0.0, topics=("economy",)))
+    assert [t.topic for t in r.topics] == ["economy"]
+    with pytest.raises(UnknownTopicError, match="astrology"):
+        tagger.tag(_doc("sanctions"), TagOptions(topics=("astrology",)))
+
+
+@pytest.mark.parametrize(
+    "opts", [TagOptions(threshold=1.5), TagOptions(threshold=float("nan")), TagOptions(top_k=-1), TagOptions(explain_n=0)]
+)
+def test_bad_options_are_rejected(tagger: Tagger, opts: TagOptions) -> None:
+    with pytest.raises(ValueError):
+        tagger.tag(_doc("sports"), opts)
+
+
+def test_empty_document_is_rejected_naming_it(tagger: Tagger) -> None:
+    with pytest.raises(InvalidDocumentError, match="'e1' has no text"):
+        tagger.tag_many([_doc("sports"), Document(id="e1", title="  ", body="\n")])
+
+
+def test_too_long_is_truncated_and_flagged_or_rejected(tagger: Tagger) -> None:
+    long_doc = Document(id="L", body=TINY_DOCS["sports"] + " كلمة" * 100)
+    short = Tagger(tagger.loaded, max_chars=len(TINY_DOCS["sports"]))
+    r = short.tag(long_doc)
+    assert r.truncated and r.topics[0].topic == "sports"
+    assert r.to_json()["truncated"] is True
+    assert "truncated" not in tagger.tag(long_doc).to_json()
+    with pytest.raises(InvalidDocumentError, match="over the limit"):
+        Tagger(tagger.loaded, max_chars=10, on_too_long="reject").tag(long_doc)
+    with pytest.raises(ValueError):
+        Tagger(tagger.loaded, on_too_long="drop")
+
+
+def test_explain_gives_the_ngrams_behind_each_topic(tagger: Tagger) -> None:
+    r = tagger.tag(_doc("sanctions"), TagOptions(explain=True, explain_n=3))
+    ev = r.topics[0].evidence
+    assert 1 <= len(ev) <= 3 and all(e.weight > 0 for e in ev)
+    assert "عقوب" in [e.ngram for e in ev] or all(" " not in e.ngram for e in ev)
+    assert tagger.tag(_doc("sanctions")).topics[0].evidence == ()
+
+
+def test_page_parts_never_add_topics(tagger: Tagger) -> None:
+    # A sports article with a glued read-also story about sanctions and a tag line full of sanctions.
+    raw = "\n".join([
+        "عنوان رياضي", TINY_DOCS["sports"], "كلمات دلالية: عقوبات كوريا الشمالية",
+        "إقرأ أيضاً:", TINY_DOCS["sanctions"],
+    ])
+    doc = parse_page(raw, id="p")
+    r = tagger.tag(doc)
+    assert [t.topic for t in r.topics] == ["sports"]
+    assert r.dropped_tags == ("عقوبات", "كوريا", "الشمالية")

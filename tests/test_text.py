@@ -1,0 +1,63 @@
+"""The one text pipeline: normalisation, tokenisation, stemming, the document view."""
+from __future__ import annotations
+
+import pytest
+
+from tagger.text import analyze, document_tokens, normalize, stem, tokenize
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("أحمد إبراهيم آمال ٱلله", "احمد ابراهيم امال الله"),  # hamza / madda / wasla alef forms
+        ("على مستشفى", "علي مستشفي"),  # alef maqsura → ya
+        ("مدرسة الحكومة", "مدرسه الحكومه"),  # ta marbuta → ha
+        ("الْعَرَبِيَّةُ", "العربيه"),  # harakat, shadda, sukun
+        ("كتابٌ جميلاً", "كتاب جميلا"),  # tanween
+        ("عربـــي", "عربي"),  # tatweel
+        ("کتاب یوم", "كتاب يوم"),  # Persian keheh and yeh
+        ("عام ٢٠١٨ و۱۲۳", "عام 2018 و123"),  # Arabic-Indic and extended digits
+        ("  سطر\n\tآخر \u00a0 هنا  ", "سطر اخر هنا"),  # any whitespace squeezed
+        ("Reuters NEWS Ünïcode", "reuters news ünïcode"),  # Latin lower-cased
+        ("", ""),
+    ],
+)
+def test_normalize(raw: str, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
+def test_tokenize_survives_diacritics() -> None:
+    # scikit-learn's default token_pattern splits this word at the first combining mark.
+    assert tokenize("الْعَرَبِيَّةُ") == ["العربيه"]
+    assert tokenize("قالَ الرَّئِيسُ: «نَعَم»، 2018!") == ["قال", "الرئيس", "نعم", "2018"]
+
+
+def test_tokenize_splits_on_punctuation_and_underscores() -> None:
+    assert tokenize("واشنطن-موسكو،بيونغ_يانغ.") == ["واشنطن", "موسكو", "بيونغ", "يانغ"]
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("والعقوبات", "عقوب"),
+        ("بالعقوبات", "عقوب"),
+        ("للعقوبات", "عقوب"),
+        ("عقوبات", "عقوب"),
+        ("الجيش", "جيش"),
+        ("قال", "قال"),  # three letters: untouched
+        ("reuters", "reuters"),  # not Arabic: untouched
+        ("2018", "2018"),
+    ],
+)
+def test_stem(word: str, expected: str) -> None:
+    assert stem(word) == expected
+
+
+def test_analyze_is_tokenize_then_stem() -> None:
+    text = "فرضت الولايات المتحدة عقوباتٍ جديدة على كوريا الشمالية"
+    assert analyze(text) == [stem(t) for t in tokenize(text)]
+
+
+def test_document_tokens_counts_the_headline_twice() -> None:
+    assert document_tokens("عقوبات جديدة", "نص الخبر") == analyze("عقوبات جديدة") * 2 + analyze("نص الخبر")
+    assert document_tokens("", "نص") == analyze("نص")
