@@ -24,6 +24,7 @@ import numpy as np
 import sklearn
 
 from tagger.model import TopicModel
+from tagger.taxonomy import Taxonomy, default_taxonomy
 from tagger.text import NORMALIZATION_VERSION
 
 __all__ = [
@@ -49,6 +50,12 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return f"{self.manifest['name']}/{self.manifest['version']}"
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The taxonomy the model was trained with (a retrain may have added topics), else the packaged one."""
+        data = self.manifest.get("taxonomy")
+        return Taxonomy.from_dict(data) if data else default_taxonomy()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -1,12 +1,12 @@
 """Fit tagger's model: TF-IDF features, gold + weak labels, one logistic regression per topic,
 per-topic thresholds from cross-validation on the gold training articles.
 
-Recipe (each step measured in bench/train_eval.py):
+Recipe (`python bench/train_eval.py --ablations` measures each weak source's share):
 1. Featurise every corpus article (the vocabulary and idf come from the whole corpus, labelled or not).
 2. Stage 1: a logistic regression per topic on the gold articles alone.
 3. Weak labels for the unlabelled corpus: the outlet section rules where they are reliable, and the
-   stage-1 model's confident predictions (self-training), with keyword rules lowering the bar for a
-   positive the model already leans to.
+   stage-1 model's confident predictions (self-training: p >= 0.8 positive, p <= 0.2 negative), with
+   keyword rules adding a positive where the model already leans that way (p >= 0.5).
 4. Stage 2: a logistic regression per topic on gold (weight 1) + weak labels (``weak_weight``),
    classes balanced, so rare topics (sanctions, energy, health) are not drowned.
 5. Thresholds: stage 2 is refitted on 5 folds of the gold articles (weak labels fixed); each topic's
@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +32,9 @@ from tagger.text import document_tokens
 from training.data import Article
 from training.weak import ABSTAIN, KeywordRules, SectionRules
 
+if TYPE_CHECKING:
+    from training.tags import TagRules
+
 __all__ = ["TrainConfig", "TrainResult", "fit_model"]
 
 
@@ -39,13 +43,14 @@ class TrainConfig:
     seed: int = 0
     min_df: int = 2
     max_features: int = 100_000
-    C: float = 30.0
+    C: float = 100.0
     weak_weight: float = 0.3
     use_sections: bool = True
     use_self_training: bool = True
     use_keywords: bool = True
-    self_train_hi: float = 0.9
-    self_train_lo: float = 0.1
+    self_train_hi: float = 0.8
+    self_train_lo: float = 0.2
+    self_train_rounds: int = 1
     cv_folds: int = 5
     cv_by_outlet: bool = False
     n_jobs: int = 2
@@ -57,6 +62,8 @@ class TrainConfig:
             raise ValueError("C must be > 0 and weak_weight >= 0")
         if not 0 < self.self_train_lo < self.self_train_hi < 1:
             raise ValueError("need 0 < self_train_lo < self_train_hi < 1")
+        if self.self_train_rounds < 1:
+            raise ValueError("self_train_rounds must be >= 1")
         if self.cv_folds < 2:
             raise ValueError("cv_folds must be >= 2")
 
@@ -113,6 +120,33 @@ def _fit_all(Xg, Yg, Xu, Lu, cfg: TrainConfig, parallel: Parallel) -> tuple[np.n
     return np.column_stack([c for c, _ in out]), np.array([b for _, b in out])
 
 
+def _weak_labels(
+    P: np.ndarray | None, fired: np.ndarray | None, sections: np.ndarray | None, cfg: TrainConfig,
+    tagged: np.ndarray | None = None,
+) -> np.ndarray:
+    """Combine the weak sources into one label matrix (1, 0 or ABSTAIN per article and topic).
+
+    Model scores ``P`` label where confident; a keyword rule adds a positive only where the model
+    already leans that way (alone it is too noisy: see `tagger evaluate`); without a model the rules
+    label alone. Audited site-tag rules (``tagged``, see training/tags.py) add positives, even
+    against the model. Section rules were audited on gold, so they override all of them.
+    """
+    n, k = next(x for x in (P, fired, sections, tagged) if x is not None).shape
+    L = np.full((n, k), ABSTAIN, dtype=np.int8)
+    if P is not None:
+        L[P >= cfg.self_train_hi] = 1
+        L[P <= cfg.self_train_lo] = 0
+        if fired is not None:
+            L[fired & (P >= 0.5) & (L == ABSTAIN)] = 1
+    elif fired is not None:
+        L[fired] = 1
+    if tagged is not None:
+        L[tagged == 1] = 1
+    if sections is not None:
+        L[sections != ABSTAIN] = sections[sections != ABSTAIN]
+    return L
+
+
 def _folds(gold: Sequence[Article], unlabelled: Sequence[Article], cfg: TrainConfig):
     """Cross-validation folds over the gold articles: (train idx, test idx, unlabelled rows kept).
 
@@ -144,8 +178,12 @@ def fit_model(
     keyword_rules: KeywordRules | None = None,
     section_rules: SectionRules | None = None,
     log=print,
+    tag_rules: TagRules | None = None,
 ) -> TrainResult:
-    """Train on gold articles plus weakly labelled ``unlabelled`` ones (whose gold ids are skipped)."""
+    """Train on gold articles plus weakly labelled ``unlabelled`` ones (whose gold ids are skipped).
+
+    ``tag_rules`` (optional) turns the audited site tags of unlabelled articles into weak positives.
+    """
     t0 = time.perf_counter()
     topics = taxonomy.ids
     k = len(topics)
@@ -170,26 +208,31 @@ def fit_model(
     with Parallel(n_jobs=cfg.n_jobs, prefer="threads") as parallel:
         Lu = None
         if Xu is not None:
-            Lu = np.full((Xu.shape[0], k), ABSTAIN, dtype=np.int8)
+            fired = (
+                np.array([keyword_rules.fire(t) for t in unl_tokens])
+                if cfg.use_keywords and keyword_rules is not None else None
+            )
+            sections = (
+                np.array([section_rules.labels(a.sections) for a in unlabelled])
+                if cfg.use_sections and section_rules is not None else None
+            )
+            tagged = np.array([tag_rules.labels(a.tags) for a in unlabelled]) if tag_rules else None
+            P = None
             if cfg.use_self_training:
                 W1, b1 = _fit_all(Xg, Yg, None, None, cfg, parallel)
                 P = _sigmoid(Xu @ W1 + b1)
-                Lu[P >= cfg.self_train_hi] = 1
-                Lu[P <= cfg.self_train_lo] = 0
-                if cfg.use_keywords and keyword_rules is not None:
-                    fired = np.array([keyword_rules.fire(t) for t in unl_tokens])
-                    # A keyword rule alone is too noisy to label; backed by a model already above 0.5, it is not.
-                    Lu[fired & (P >= 0.5) & (Lu == ABSTAIN)] = 1
-            elif cfg.use_keywords and keyword_rules is not None:
-                fired = np.array([keyword_rules.fire(t) for t in unl_tokens])
-                Lu[fired] = 1
-            if cfg.use_sections and section_rules is not None:
-                S = np.array([section_rules.labels(a.sections) for a in unlabelled])
-                Lu[S != ABSTAIN] = S[S != ABSTAIN]  # sections were audited on gold: they win
-            stats["weak_labels"] = {
+            sources = (P, fired, sections, tagged)
+            Lu = _weak_labels(P, fired, sections, cfg, tagged) if any(x is not None for x in sources) else None
+            for _ in range(cfg.self_train_rounds - 1 if P is not None else 0):
+                # Another round: the model trained with weak labels relabels the corpus.
+                W1, b1 = _fit_all(Xg, Yg, Xu, Lu, cfg, parallel)
+                Lu = _weak_labels(_sigmoid(Xu @ W1 + b1), fired, sections, cfg, tagged)
+            stats["weak_labels"] = {} if Lu is None else {
                 t: {"positive": int((Lu[:, j] == 1).sum()), "negative": int((Lu[:, j] == 0).sum())}
                 for j, t in enumerate(topics)
             }
+            if tagged is not None:
+                stats["tag_rule_positives"] = {t: int((tagged[:, j] == 1).sum()) for j, t in enumerate(topics)}
             log(f"weak labels ready ({time.perf_counter() - t0:.1f}s)")
 
         oof = np.zeros(Yg.shape)

@@ -44,7 +44,10 @@ def train_and_publish(
     publish: bool = True,
     extra_articles: list[Article] | None = None,
     log=print,
+    card: bool = False,
 ) -> tuple[TrainResult, Report | None, Path | None]:
+    """Train, report on ``dev``, publish a new version. ``card``: also write MODEL.md (training/card.py),
+    compared with the previous version's recorded dev metrics when it was scored on the same file."""
     t0 = time.perf_counter()
     gold_articles: list[Article] = []
     for g in gold:
@@ -64,6 +67,7 @@ def train_and_publish(
     out = None
     if publish:
         manifest = {
+            "taxonomy": taxonomy.to_dict(),
             "seed": cfg.seed,
             "train_config": asdict(cfg),
             "training_data": {"corpus": data_fingerprint(corpus), "gold": [data_fingerprint(g) for g in gold]},
@@ -72,6 +76,31 @@ def train_and_publish(
             "training_seconds": result.stats["seconds"],
             "metrics": {"dev": ({"file": data_fingerprint(dev)} | report.to_json()) if report and dev else None},
         }
-        out = publish_model(result.model, model_root, extra_manifest=manifest)
+        if card:
+            out = _publish_with_card(result.model, Path(model_root), manifest, dev)
+        else:
+            out = publish_model(result.model, model_root, extra_manifest=manifest)
         log(f"published {out}")
     return result, report, out
+
+
+def _publish_with_card(model: TopicModel, model_root: Path, manifest: dict, dev: Path | None) -> Path:
+    import json
+
+    from tagger.artifacts import MANIFEST_FILE, list_versions
+    from training.card import render_card
+
+    existing = list_versions(model_root)
+    version = int(existing[-1].name) + 1 if existing else 1
+    previous = None
+    if existing and dev is not None:
+        try:
+            old = json.loads((existing[-1] / MANIFEST_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        old_dev = (old.get("metrics") or {}).get("dev") or {}
+        if old_dev.get("file", {}).get("sha256") == sha256_file(dev):
+            previous = {"version": old.get("version"), "metrics": {"dev": old_dev}}
+    text = render_card({"name": model_root.name, "version": str(version), "topics": list(model.topics)} | manifest,
+                       previous)
+    return publish_model(model, model_root, extra_manifest=manifest, version=version, card=text)

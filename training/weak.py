@@ -5,6 +5,7 @@ A weak label matrix holds, per article and topic, 1 (positive), 0 (negative) or 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -35,20 +36,12 @@ class KeywordRules:
 
     def counts(self, tokens: Sequence[str]) -> np.ndarray:
         """How many phrase occurrences each topic's rule finds in a tokenised document."""
+        unigrams = Counter(tokens)
+        # Multi-word phrases are found as space-delimited substrings of the joined tokens.
+        joined = " " + " ".join(tokens) + " "
         out = np.zeros(len(self.topics), dtype=np.int32)
-        n = len(tokens)
-        joined = None
         for j, plist in enumerate(self.phrases):
-            c = 0
-            for ph in plist:
-                if len(ph) == 1:
-                    c += tokens.count(ph[0]) if isinstance(tokens, list) else list(tokens).count(ph[0])
-                else:
-                    if joined is None:
-                        joined = " " + " ".join(tokens) + " "
-                    c += joined.count(" " + " ".join(ph) + " ")
-            out[j] = c
-        del n
+            out[j] = sum(unigrams[ph[0]] if len(ph) == 1 else joined.count(" " + " ".join(ph) + " ") for ph in plist)
         return out
 
     def fire(self, tokens: Sequence[str]) -> np.ndarray:

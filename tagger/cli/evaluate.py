@@ -27,16 +27,13 @@ def run(args: argparse.Namespace) -> int:
     from tagger.io import InputError
     from tagger.metrics import score
     from tagger.tagger import Tagger
-    from tagger.taxonomy import UnknownTopicError, default_taxonomy
+    from tagger.taxonomy import UnknownTopicError
     from tagger.text import document_tokens
     from training.data import read_gold
     from training.weak import load_keyword_rules
 
     loaded = load(args)
-    taxonomy = default_taxonomy()
-    extra = [t for t in loaded.model.topics if t not in taxonomy]
-    if extra:
-        raise CLIError(f"model topics {extra} are not in the packaged taxonomy; pass a model trained on it")
+    taxonomy = loaded.taxonomy
     try:
         gold = read_gold(args.gold, taxonomy)
     except (InputError, UnknownTopicError) as e:

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         train_and_publish(
             corpus=args.corpus, gold=gold, dev=dev, taxonomy=taxonomy,
             model_root=args.out or default_model_root(), cfg=TrainConfig(seed=args.seed),
-            publish=not args.no_publish,
+            publish=not args.no_publish, card=True,
         )
     except (InputError, UnknownTopicError, ValueError) as e:
         raise CLIError(str(e)) from e

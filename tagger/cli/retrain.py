@@ -1,0 +1,123 @@
+"""`tagger retrain`: train a candidate with new data, compare it with the live model on gold, and
+promote it (a new version folder, atomically) only if it is not worse. Exit 0 promoted (or would be,
+with --dry-run), 1 refused, 2 bad input."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tagger.cli import CLIError
+from tagger.paths import default_model_root, shared_dir
+
+EPILOG = """\
+new data (--new, JSONL like the corpus): a line with "topics" is a labelled article (it replaces a base
+gold article with the same id); a line without is unlabelled; "tags" (the site's own tags) are audited
+and the ones that agree with a topic become weak labels. Corrections (--corrections, JSONL by id):
+{"id": ..., "topics": [...]} replaces an article's labels, {"id": ..., "add": [...], "remove": [...]}
+edits them.
+
+examples:
+  tagger retrain --new new.jsonl --dry-run
+  tagger retrain --new new.jsonl --corrections fixes.jsonl --wait-served localhost:50051
+  tagger retrain --taxonomy topics+environment.json --keywords keywords+environment.json --new env.jsonl
+"""
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    shared = shared_dir()
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("--model-root", type=Path, default=None,
+                   help="model folder whose newest version is live and where a promoted version is published "
+                        "(default: models/arabic-news-topics)")
+    p.add_argument("--corpus", type=Path, default=shared / "corpus/ant-train.jsonl.xz",
+                   help="base corpus JSONL(.gz/.xz) (default: ../shared/corpus/ant-train.jsonl.xz)")
+    p.add_argument("--gold", type=Path, action="append", default=None,
+                   help="base gold training articles; repeatable (default: ../shared/gold/train.jsonl.xz)")
+    p.add_argument("--new", type=Path, action="append", default=[],
+                   help="new articles JSONL: labelled (with topics) and/or unlabelled, optionally with tags; repeatable")
+    p.add_argument("--corrections", type=Path, action="append", default=[],
+                   help="label corrections JSONL keyed by id; repeatable")
+    p.add_argument("--gold-eval", type=Path, action="append", default=None,
+                   help="gold set the gate compares on, never trained on; repeatable (default: ../shared/gold/dev.jsonl)")
+    p.add_argument("--taxonomy", type=Path, default=None,
+                   help="taxonomy JSON, e.g. with a new topic (default: the live model's, else the packaged one)")
+    p.add_argument("--keywords", type=Path, default=None, help="keyword rules JSON (default: training/rules/keywords.json)")
+    p.add_argument("--sections", type=Path, default=None, help="section rules JSON (default: training/rules/sections.json)")
+    g = p.add_argument_group("training (default: the live model's training configuration)")
+    g.add_argument("--seed", type=int, default=None, help="random seed; same inputs + seed = same metrics and decision")
+    g.add_argument("--max-features", type=int, default=None)
+    g.add_argument("--cv-folds", type=int, default=None)
+    g.add_argument("--n-jobs", type=int, default=None)
+    g = p.add_argument_group("gate")
+    g.add_argument("--tol", type=float, default=0.01, help="largest allowed micro-F1 drop (default 0.01)")
+    g.add_argument("--topic-tol", type=float, default=0.05, help="largest allowed per-topic F1 drop (default 0.05)")
+    g.add_argument("--min-support", type=int, default=10,
+                   help="gold articles a topic needs in a gate set to be gated (default 10)")
+    g.add_argument("--new-topic-min-f1", type=float, default=0.5,
+                   help="F1 a new topic needs where a gate set has enough of it (default 0.5)")
+    g = p.add_argument_group("site tags")
+    g.add_argument("--no-tags", action="store_true", help="ignore the articles' site tags")
+    g.add_argument("--tag-noise-share", type=float, default=0.5,
+                   help="a tag on at least this share of tagged pages is navigation noise (default 0.5)")
+    g.add_argument("--tag-min-support", type=int, default=10, help="pages a tag needs to be trusted (default 10)")
+    g.add_argument("--tag-min-precision", type=float, default=0.6,
+                   help="share of a tag's pages that must have the topic (default 0.6)")
+    g.add_argument("--tag-min-lift", type=float, default=3.0,
+                   help="how many times the topic's base rate that share must be (default 3)")
+    p.add_argument("--dry-run", action="store_true", help="train, compare and report; publish nothing")
+    p.add_argument("--report", type=Path, default=None, help="also write the decision and metrics as JSON")
+    p.add_argument("--card", type=Path, default=None, help="also write the candidate's MODEL.md here")
+    p.add_argument("--wait-served", metavar="HOST:PORT", default=None,
+                   help="after promoting, wait until the gRPC server there serves the new version")
+    p.add_argument("--wait-timeout", type=float, default=60.0, help="seconds --wait-served waits (default 60)")
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tagger.artifacts import ArtifactError
+    from tagger.io import InputError
+    from tagger.taxonomy import UnknownTopicError
+    from training.retrain import GatePolicy, RetrainError, retrain, wait_until_served
+    from training.tags import TagAuditConfig
+
+    shared = shared_dir()
+    gold = args.gold or [shared / "gold/train.jsonl.xz"]
+    gold_eval = args.gold_eval or [shared / "gold/dev.jsonl"]
+    optional = [p for p in (args.taxonomy, args.keywords, args.sections) if p is not None]
+    for path in [args.corpus, *gold, *args.new, *args.corrections, *gold_eval, *optional]:
+        if not Path(path).is_file():
+            raise CLIError(f"{path}: no such file (set TAGGER_SHARED or pass the path)")
+    try:
+        policy = GatePolicy(args.tol, args.topic_tol, args.min_support, args.new_topic_min_f1)
+        tags = None if args.no_tags else TagAuditConfig(
+            args.tag_noise_share, args.tag_min_support, args.tag_min_precision, args.tag_min_lift)
+        result = retrain(
+            model_root=args.model_root or default_model_root(), corpus=args.corpus, gold=gold, gold_eval=gold_eval,
+            new=args.new, corrections=args.corrections, taxonomy=args.taxonomy, keywords=args.keywords,
+            sections=args.sections, policy=policy, tag_audit=tags, dry_run=args.dry_run,
+            config={"seed": args.seed, "max_features": args.max_features, "cv_folds": args.cv_folds,
+                    "n_jobs": args.n_jobs},
+            log=_log,
+        )
+    except (InputError, UnknownTopicError, RetrainError, ArtifactError, ValueError, OSError) as e:
+        raise CLIError(str(e)) from e
+    print(result.decision.table())
+    if args.report:
+        args.report.write_text(json.dumps(result.report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if args.card:
+        args.card.write_text(result.card, encoding="utf-8")
+    if result.published and args.wait_served:
+        version = f"{result.published.parent.name}/{result.published.name}"
+        try:
+            wait_until_served(args.wait_served, version, args.wait_timeout)
+        except TimeoutError as e:
+            raise CLIError(f"promoted {result.published}, but {e}") from e
+        print(f"served: {args.wait_served} answers with {version}")
+    return result.exit_code
