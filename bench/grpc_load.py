@@ -1,0 +1,303 @@
+"""Load-test the gRPC service against a naive scikit-learn server; prints one side-by-side table.
+
+    python bench/grpc_load.py                      # about 2 minutes on 2 cores
+    python bench/grpc_load.py --duration 3 --rates 200,400
+
+Servers are started one at a time as subprocesses on 127.0.0.1 (so each has the machine to
+itself); this process is the client (grpc.aio, several connections so SO_REUSEPORT spreads them
+over the workers). For each server:
+
+- ``Tag max``: closed loop, ``--concurrency`` RPCs in flight: single-document throughput;
+- ``Tag @ R rps``: open loop at fixed rates; latency is measured from each request's *scheduled*
+  send time, so a server that falls behind is charged for the queue (no coordinated omission);
+- ``TagBatch``: ``--batch``-document batches, 4 in flight: documents per second.
+
+"offline" is ``from_fields`` + ``Tagger.tag_many`` in this process on the same documents (one
+core, best of 3 passes), the reference for TagBatch efficiency. Documents are corpus articles not used for training
+the baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from tagger._proto import tagger_pb2 as pb
+from tagger._proto import tagger_pb2_grpc as pb_grpc
+from tagger.artifacts import load_model
+from tagger.document import from_fields
+from tagger.paths import default_model_root, shared_dir
+from tagger.tagger import Tagger
+from training.data import read_articles
+
+REPO = Path(__file__).resolve().parent.parent
+
+TAGGER = [sys.executable, "-m", "tagger", "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
+
+
+@dataclass
+class Run:
+    """One measurement: completed RPCs (or documents), wall time, latencies, errors."""
+
+    label: str
+    done: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
+
+
+@dataclass
+class CpuSnapshot:
+    """Machine-wide busy CPU time and the part spent by this process and the server's process tree."""
+
+    wall: float
+    busy: float  # seconds, all cores
+    ours: float
+
+    @staticmethod
+    def _proc_seconds(pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return 0.0
+
+    @staticmethod
+    def _tree(pid: int) -> list[int]:
+        pids = [pid]
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            for child in task.read_text().split():
+                pids.extend(CpuSnapshot._tree(int(child)))
+        return pids
+
+    @classmethod
+    def take(cls, server_pid: int) -> CpuSnapshot:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:8]]
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+        me = os.times()
+        ours = me.user + me.system + sum(cls._proc_seconds(p) for p in cls._tree(server_pid))
+        return cls(time.monotonic(), busy, ours)
+
+    def others_since(self, before: CpuSnapshot) -> float:
+        """Average cores used by everything else (0 on an otherwise idle machine)."""
+        return max(0.0, (self.busy - before.busy) - (self.ours - before.ours)) / (self.wall - before.wall)
+
+
+def load_documents(n: int, skip: int) -> list[pb.Document]:
+    articles = itertools.islice(read_articles(shared_dir() / "corpus" / "ant-train.jsonl.xz"), skip, skip + n)
+    return [pb.Document(id=a.id, title=a.title, text=a.body) for a in articles]
+
+
+def offline_rate(docs: list[pb.Document]) -> float:
+    tagger = Tagger(load_model(default_model_root()))
+    best = 0.0
+    for _ in range(3):  # the first pass also fills the stemmer's cache, as the servers' warm-up does
+        start = time.perf_counter()
+        tagger.tag_many([from_fields(id=d.id, title=d.title, text=d.text) for d in docs])
+        best = max(best, len(docs) / (time.perf_counter() - start))
+    return best
+
+
+def start_server(cmd: list[str]) -> tuple[subprocess.Popen, int]:
+    """Start a server subprocess; its "ready" line (stdout for the baseline, log for tagger) gives the port."""
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"ready (\d+)|ready: .* on [^ ]*:(\d+)", line)
+        if m:
+            # Keep reading its output so a chatty server never blocks on a full pipe.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc, int(m.group(1) or m.group(2))
+    raise RuntimeError(f"server {cmd} exited with code {proc.wait()} before it was ready")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def closed_loop(stubs: list, requests: list, concurrency: int, seconds: float) -> Run:
+    run = Run("Tag max")
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    counter = itertools.count()
+
+    async def client(k: int) -> None:
+        stub = stubs[k % len(stubs)]
+        while loop.time() < end:
+            i = next(counter)
+            t0 = loop.time()
+            try:
+                await stub.Tag(requests[i % len(requests)], timeout=10)
+                run.latencies.append(loop.time() - t0)
+            except grpc.aio.AioRpcError as e:
+                run.errors[e.code().name] += 1
+
+    start = loop.time()
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    run.seconds = loop.time() - start
+    run.done = len(run.latencies)
+    return run
+
+
+async def fixed_rate(stubs: list, requests: list, rate: float, seconds: float) -> Run:
+    run = Run(f"Tag @ {rate:g} rps")
+    loop = asyncio.get_running_loop()
+
+    async def one(i: int, scheduled: float) -> None:
+        try:
+            await stubs[i % len(stubs)].Tag(requests[i % len(requests)], timeout=5)
+            run.latencies.append(loop.time() - scheduled)
+        except grpc.aio.AioRpcError as e:
+            run.errors[e.code().name] += 1
+
+    n = int(rate * seconds)
+    start = loop.time() + 0.01
+    tasks = []
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    run.seconds = loop.time() - start
+    run.done = len(run.latencies)
+    return run
+
+
+async def batches(stubs: list, docs: list[pb.Document], size: int, seconds: float, in_flight: int = 4) -> Run:
+    run = Run(f"TagBatch x{size}")
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    chunks = [pb.TagBatchRequest(documents=docs[i:i + size]) for i in range(0, len(docs) - size + 1, size)]
+    counter = itertools.count()
+
+    async def client(k: int) -> None:
+        stub = stubs[k % len(stubs)]
+        while loop.time() < end:
+            request = chunks[next(counter) % len(chunks)]
+            t0 = loop.time()
+            try:
+                response = await stub.TagBatch(request, timeout=60)
+                run.done += len(response.results)
+                run.latencies.append(loop.time() - t0)
+            except grpc.aio.AioRpcError as e:
+                run.errors[e.code().name] += 1
+
+    start = loop.time()
+    await asyncio.gather(*(client(k) for k in range(in_flight)))
+    run.seconds = loop.time() - start
+    return run
+
+
+async def measure(port: int, docs: list[pb.Document], args: argparse.Namespace) -> list[Run]:
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20),
+               ("grpc.max_send_message_length", 64 << 20)]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) for _ in range(args.connections)]
+    try:
+        await asyncio.gather(*(c.channel_ready() for c in channels))
+        stubs = [pb_grpc.TopicTaggerStub(c) for c in channels]
+        requests = [pb.TagRequest(document=d) for d in docs]
+        await closed_loop(stubs, requests, args.concurrency, 1.0)  # warm-up: connections, caches
+        runs = [await closed_loop(stubs, requests, args.concurrency, args.duration)]
+        for rate in args.rates:
+            runs.append(await fixed_rate(stubs, requests, rate, args.duration))
+        runs.append(await batches(stubs, docs, args.batch, args.duration))
+        return runs
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--rates", default="200,400,800", help="fixed request rates (comma-separated)")
+    parser.add_argument("--concurrency", type=int, default=16, help="RPCs in flight for 'Tag max'")
+    parser.add_argument("--connections", type=int, default=16, help="client connections (spread over workers)")
+    parser.add_argument("--batch", type=int, default=100, help="documents per TagBatch")
+    parser.add_argument("--docs", type=int, default=2000, help="distinct corpus documents to send")
+    parser.add_argument("--baseline-train-docs", type=int, default=3000)
+    parser.add_argument("--workers", default="1,2", help="tagger --workers values to measure")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",") if r]
+
+    docs = load_documents(args.docs, skip=args.baseline_train_docs)
+    chars = np.mean([len(d.title) + len(d.text) for d in docs])
+    offline = offline_rate(docs)
+    servers = [] if args.no_baseline else [
+        ("naive sklearn", [sys.executable, "bench/naive_server.py", "--train-docs", str(args.baseline_train_docs)])]
+    servers += [(f"tagger -w{w}", [*TAGGER, "--workers", w]) for w in args.workers.split(",")]
+
+    results: dict[str, list[Run]] = {}
+    others: dict[str, float] = {}
+    for name, cmd in servers:
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        proc, port = start_server(cmd)
+        try:
+            before = CpuSnapshot.take(proc.pid)
+            results[name] = asyncio.run(measure(port, docs, args))
+            others[name] = CpuSnapshot.take(proc.pid).others_since(before)
+        finally:
+            stop_server(proc)
+
+    print(f"\n{len(docs)} corpus articles, mean {chars:.0f} characters; {os.cpu_count()} CPU cores; "
+          f"client: this process, {args.connections} connections; {args.duration:g}s per cell")
+    # Other work on a shared machine shows up in throughput and tail latency: say how much there was.
+    print("CPU used by other processes during each server's run: "
+          + ", ".join(f"{n}: {c:.2f} cores" for n, c in others.items()))
+    print(f"offline (from_fields + Tagger.tag_many, 1 process): {offline:,.0f} docs/s\n")
+    names = list(results)
+    width = max(24, *(len(n) + 2 for n in names))
+    print(f"{'':<30}" + "".join(f"{n:>{width}}" for n in names))
+    for row in range(len(next(iter(results.values())))):
+        label = results[names[0]][row].label
+        is_batch = label.startswith("TagBatch")
+        cells = []
+        for n in names:
+            r = results[n][row]
+            errs = sum(r.errors.values())
+            if is_batch:
+                cell = f"{r.rate:,.0f} docs/s ({r.rate / offline:.0%})"
+            else:
+                cell = f"{r.rate:,.0f} rps"
+            cells.append(cell + (f" {errs} err" if errs else ""))
+        print(f"{label + (' throughput' if not is_batch else ''):<30}" + "".join(f"{c:>{width}}" for c in cells))
+        if not is_batch:
+            print(f"{'  p50 / p99 ms':<30}" + "".join(
+                f"{f'{results[n][row].pct(50):.1f} / {results[n][row].pct(99):.1f}':>{width}}" for n in names))
+    errors = {n: sum((r.errors for r in runs), Counter()) for n, runs in results.items()}
+    if any(errors.values()):
+        print("\nerrors: " + "; ".join(f"{n}: {dict(e)}" for n, e in errors.items() if e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

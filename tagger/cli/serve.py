@@ -1,0 +1,41 @@
+"""`tagger serve`: run the gRPC tagging service (settings: flags > TAGGER_* environment > defaults)."""
+from __future__ import annotations
+
+import argparse
+
+from tagger.cli import CLIError
+from tagger.config import ConfigError, add_arguments, from_args
+
+EPILOG = """\
+The service is tagger.v1.TopicTagger (proto/tagger/v1/tagger.proto) with grpc.health.v1 health
+(NOT_SERVING until the model is loaded and warmed, and again while shutting down) and server
+reflection. New model versions in the model folder are loaded, verified, warmed and swapped in
+without dropping requests. SIGTERM/SIGINT stop gracefully within --grace seconds.
+
+examples:
+  tagger serve                                   # port 50051, metrics on :9100
+  tagger serve --port 0 --workers 1 --metrics-port 0
+  TAGGER_WORKERS=4 tagger serve --model models/arabic-news-topics
+  grpcurl -plaintext -d '{"document": {"raw": "..."}}' localhost:50051 tagger.v1.TopicTagger/Tag
+"""
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    add_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = from_args(args)
+    except ConfigError as e:
+        raise CLIError(str(e)) from e
+    # Imported here: grpc and the model stack load only when serving.
+    from tagger.artifacts import ArtifactError
+    from tagger.server import serve
+
+    try:
+        return serve(config)
+    except (ArtifactError, OSError) as e:
+        raise CLIError(str(e)) from e

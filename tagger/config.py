@@ -1,0 +1,152 @@
+"""Typed server settings in one place: defaults < ``TAGGER_*`` environment < command-line flags.
+
+Every setting is a field of :class:`ServeConfig` with its flag, environment variable and help in the
+field's metadata, so ``tagger serve --help``, the environment and the code cannot drift apart.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENV_PREFIX", "ConfigError", "ServeConfig", "add_arguments", "default_workers", "from_args"]
+
+ENV_PREFIX = "TAGGER_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the flag or environment variable."""
+
+
+def default_workers() -> int:
+    """One worker per core, at most 2: tokenisation is pure Python, so processes (not threads) scale."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
+
+
+def _opt(help: str, parse: Callable[[str], Any] = str, *, env: str = "", metavar: str | None = None,
+         choices: tuple[str, ...] | None = None, default: Any = MISSING, default_factory: Any = MISSING) -> Any:
+    meta = {"help": help, "parse": parse, "env": env, "metavar": metavar, "choices": choices}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of ``tagger serve``; the field name gives the flag (--max-batch) and env var (TAGGER_MAX_BATCH)."""
+
+    host: str = _opt("address to listen on ('[::]' = all interfaces, IPv4 and IPv6)", default="[::]")
+    port: int = _opt("gRPC port (0 = any free port, printed at start-up)", int, default=50051)
+    workers: int = _opt("server processes sharing the port (SO_REUSEPORT); default: min(2, CPU cores)", int,
+                        default_factory=default_workers)
+    threads: int = _opt("RPC threads per worker process", int, default=16)
+    model: Path | None = _opt(
+        "model folder (newest version is served and new versions are hot-reloaded) or one version folder "
+        "(pinned, no reload); default: models/arabic-news-topics", Path, env="TAGGER_MODEL", default=None)
+    reload_interval: float = _opt("seconds between checks for a new model version (0 = never reload)", float,
+                                  default=2.0)
+    grace: float = _opt("seconds in-flight RPCs get to finish after SIGTERM/SIGINT", float, default=10.0)
+    max_message_mb: float = _opt("largest request or response message in MB (gRPC's own default is 4)", float,
+                                 default=64.0)
+    max_batch: int = _opt("most documents in one TagBatch request (more = INVALID_ARGUMENT)", int, default=1000)
+    max_chars: int = _opt("most title+body characters scored per document", int, default=100_000)
+    on_too_long: str = _opt("what happens to a document over --max-chars: 'truncate' (score its start, "
+                            "flag truncated=true in the response) or 'reject' (INVALID_ARGUMENT)",
+                            choices=("truncate", "reject"), default="truncate")
+    max_concurrent_rpcs: int = _opt("RPCs in progress per worker before new ones get RESOURCE_EXHAUSTED "
+                                    "(0 = unlimited)", int, default=256)
+    metrics_port: int = _opt("Prometheus /metrics HTTP port (0 = no metrics endpoint)", int, default=9100)
+    metrics_host: str = _opt("address the metrics endpoint listens on", default="0.0.0.0")
+    reflection: bool = _opt("serve gRPC server reflection (--no-reflection turns it off)", _bool, default=True)
+    log_level: str = _opt("logging level", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                          default="INFO")
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * 1024 * 1024)
+
+    def validate(self) -> ServeConfig:
+        """Return self, or raise ConfigError naming the first out-of-range setting."""
+        checks = [
+            (0 <= self.port <= 65535, "port", "must be in 0..65535"),
+            (self.workers >= 1, "workers", "must be >= 1"),
+            (self.threads >= 1, "threads", "must be >= 1"),
+            (self.reload_interval >= 0, "reload_interval", "must be >= 0"),
+            (self.grace >= 0, "grace", "must be >= 0"),
+            (self.max_message_mb > 0, "max_message_mb", "must be > 0"),
+            (self.max_message_bytes < 2**31, "max_message_mb", "must be under 2048 (gRPC's limit is 2 GB)"),
+            (self.max_batch >= 1, "max_batch", "must be >= 1"),
+            (self.max_chars >= 1, "max_chars", "must be >= 1"),
+            (self.max_concurrent_rpcs >= 0, "max_concurrent_rpcs", "must be >= 0"),
+            (0 <= self.metrics_port <= 65535, "metrics_port", "must be in 0..65535"),
+        ]
+        for ok, name, problem in checks:
+            if not ok:
+                raise ConfigError(f"{_flag(name)} / {_env(name)} {problem}, got {getattr(self, name)!r}")
+        return self
+
+    def with_overrides(self, **changes: Any) -> ServeConfig:
+        return replace(self, **changes).validate()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _env(name: str) -> str:
+    f = next(f for f in fields(ServeConfig) if f.name == name)
+    return f.metadata["env"] or ENV_PREFIX + name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting. Flags default to None so :func:`from_args` can tell "not given"."""
+    defaults = ServeConfig()
+    for f in fields(ServeConfig):
+        meta = f.metadata
+        default = getattr(defaults, f.name)
+        shown = "models/arabic-news-topics" if f.name == "model" else default
+        help_text = f"{meta['help']} [env {_env(f.name)}; default {shown}]"
+        if meta["parse"] is _bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, default=None, metavar=meta["metavar"] or f.name.upper(),
+                                type=meta["parse"], choices=meta["choices"], help=help_text)
+
+
+def from_args(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> ServeConfig:
+    """Resolve every setting: a given flag wins over its environment variable, which wins over the default."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(ServeConfig):
+        flag_value = getattr(args, f.name, None) if args is not None else None
+        if flag_value is not None:
+            values[f.name] = flag_value
+            continue
+        env_name = _env(f.name)
+        raw = environ.get(env_name)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = f.metadata["parse"](raw)
+        except ValueError as e:
+            raise ConfigError(f"environment variable {env_name}={raw!r} is invalid: {e}") from e
+        choices = f.metadata["choices"]
+        if choices and value not in choices:
+            raise ConfigError(f"environment variable {env_name}={raw!r} must be one of {', '.join(choices)}")
+        values[f.name] = value
+    return ServeConfig(**values).validate()

@@ -1,0 +1,99 @@
+"""Prometheus metrics of the gRPC server, for one process or for several forked workers.
+
+With ``--workers N > 1`` every worker writes its metrics to files in a shared folder
+(prometheus-client's multiprocess mode) and worker 0 serves ``/metrics`` summed over all workers,
+so a scrape sees the whole service whichever process answers.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+from prometheus_client import values as _values
+
+__all__ = ["ServerMetrics", "mark_process_dead", "multiprocess_enabled", "serve_metrics", "use_multiprocess_dir"]
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Tag takes ~1 ms; batches and cold paths reach seconds.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def use_multiprocess_dir(path: str) -> None:
+    """Switch prometheus-client to multiprocess mode (call before forking workers and creating metrics).
+
+    prometheus-client picks its value store when first imported, from the environment; this process
+    imported it already, so the choice is made again here (the same call it makes at import).
+    """
+    os.environ[_MULTIPROC_ENV] = path
+    _values.ValueClass = _values.get_value_class()
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(_MULTIPROC_ENV))
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters stay in the totals)."""
+    if multiprocess_enabled():
+        multiprocess.mark_process_dead(pid)
+
+
+class ServerMetrics:
+    """The server's metrics in their own registry (several in-process servers must not collide)."""
+
+    def __init__(self, methods: Iterable[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("tagger_grpc_requests", "RPCs finished, by method and gRPC status code",
+                                ["method", "code"], registry=r)
+        self.latency = Histogram("tagger_grpc_request_duration_seconds", "RPC handling time in the server",
+                                 ["method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.inflight = Gauge("tagger_grpc_inflight_requests", "RPCs being handled now",
+                              multiprocess_mode="livesum", registry=r)
+        self.documents = Counter("tagger_documents_tagged", "Documents tagged, by method", ["method"], registry=r)
+        self.truncated = Counter("tagger_documents_truncated", "Documents over max_chars whose start was scored",
+                                 registry=r)
+        self.batch_size = Histogram("tagger_batch_documents", "Documents per TagBatch request",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.model_info = Gauge("tagger_model_info", "The model version being served (1) or served before (0)",
+                                ["version"], multiprocess_mode="liveall", registry=r)
+        self.reloads = Counter("tagger_model_reloads", "Model versions loaded in the background, by result",
+                               ["result"], registry=r)
+        # Children resolved once: labels() takes a lock and builds a key on every call.
+        self._latency = {m: self.latency.labels(m) for m in methods}
+        self._documents = {m: self.documents.labels(m) for m in methods}
+        self._requests: dict[tuple[str, grpc.StatusCode], Counter] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, method: str, code: grpc.StatusCode, seconds: float, documents: int = 0) -> None:
+        key = (method, code)
+        child = self._requests.get(key)
+        if child is None:
+            with self._lock:
+                child = self._requests.setdefault(key, self.requests.labels(method, code.name))
+        child.inc()
+        self._latency[method].observe(seconds)
+        if documents:
+            self._documents[method].inc(documents)
+
+    def model_swapped(self, old: str | None, new: str) -> None:
+        if old:
+            self.model_info.labels(old).set(0)
+        self.model_info.labels(new).set(1)
+
+    def collector_registry(self) -> CollectorRegistry:
+        """What /metrics serves: all workers' files in multiprocess mode, else this registry."""
+        if not multiprocess_enabled():
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[object, threading.Thread]:
+    """Start the /metrics HTTP server in a daemon thread; returns (server, thread)."""
+    return start_http_server(port, addr=host, registry=registry)

@@ -1,0 +1,64 @@
+"""ServeConfig: defaults < TAGGER_* environment < flags, one typed place, errors that name the setting."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from tagger.cli import build_parser
+from tagger.config import ConfigError, ServeConfig, add_arguments, default_workers, from_args
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults() -> None:
+    cfg = from_args(parse([]), environ={})
+    assert cfg == ServeConfig()
+    assert (cfg.port, cfg.metrics_port, cfg.reflection, cfg.on_too_long) == (50051, 9100, True, "truncate")
+    assert cfg.workers == default_workers() and 1 <= cfg.workers <= 2
+    assert cfg.max_message_bytes > 4 * 1024 * 1024  # above gRPC's default
+
+
+def test_environment_overrides_defaults_and_flags_override_environment() -> None:
+    env = {"TAGGER_PORT": "6000", "TAGGER_WORKERS": "3", "TAGGER_REFLECTION": "off", "TAGGER_MODEL": "/m",
+           "TAGGER_ON_TOO_LONG": "reject", "TAGGER_LOG_LEVEL": "debug"}
+    cfg = from_args(parse([]), environ=env)
+    assert (cfg.port, cfg.workers, cfg.reflection, cfg.model, cfg.on_too_long, cfg.log_level) == (
+        6000, 3, False, Path("/m"), "reject", "DEBUG")
+    cfg = from_args(parse(["--port", "7000", "--reflection", "--workers", "1"]), environ=env)
+    assert (cfg.port, cfg.workers, cfg.reflection) == (7000, 1, True)
+
+
+def test_no_reflection_flag() -> None:
+    assert from_args(parse(["--no-reflection"]), environ={}).reflection is False
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"TAGGER_PORT": "http"}, "TAGGER_PORT"),
+    ({"TAGGER_REFLECTION": "maybe"}, "TAGGER_REFLECTION"),
+    ({"TAGGER_ON_TOO_LONG": "drop"}, "TAGGER_ON_TOO_LONG"),
+    ({"TAGGER_WORKERS": "0"}, "--workers / TAGGER_WORKERS"),
+    ({"TAGGER_MAX_MESSAGE_MB": "4096"}, "--max-message-mb"),
+])
+def test_invalid_values_name_the_setting(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        from_args(parse([]), environ=env)
+
+
+def test_flag_errors_are_argparse_errors() -> None:
+    with pytest.raises(SystemExit):
+        parse(["--on-too-long", "drop"])
+
+
+def test_serve_help_lists_every_setting_with_its_env_var(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser("serve").parse_args(["serve", "--help"])
+    out = capsys.readouterr().out
+    for name in ServeConfig.__dataclass_fields__:
+        assert "--" + name.replace("_", "-") in out
+    assert "TAGGER_METRICS_PORT" in out and "--no-reflection" in out and "grpcurl" in out
