@@ -21,7 +21,7 @@ from typing import Any
 
 import joblib
 import numpy as np
-import sklearn
+from importlib.metadata import version as _dist_version
 
 from tagger.model import TopicModel
 from tagger.taxonomy import Taxonomy, default_taxonomy
@@ -73,7 +73,7 @@ def _minor(version: str) -> str:
 def runtime_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": _dist_version("scikit-learn"),  # importing sklearn costs ~1 s per process
         "numpy": np.__version__,
         "normalization": str(NORMALIZATION_VERSION),
     }

@@ -2,14 +2,27 @@
 
 Training, the server, batch tagging and Spark all call :func:`normalize` and :func:`tokenize`,
 so a model never sees text prepared differently from the text it was trained on.
-Normalisation is a single ``str.translate`` (C speed) plus a whitespace-free regex split.
+
+The rules are defined once, by the reference implementation (``str.translate`` with ``_TABLE``, a
+lower-casing pass and a ``[^\\W_]+`` regex split). That reference costs ~130 µs for a 1,500-character
+article, because ``str.translate`` looks every non-ASCII character up in a dict. The fast path gives
+the same output ~6× faster: text is encoded into a private one-byte code page (a C lookup table),
+normalised with ``bytes.translate`` (a 256-byte table, about a nanosecond a character) and split with
+``bytes.split``. Its tables are derived from the reference rules at import, and any text with a
+character outside the code page (emoji, presentation forms, other scripts) takes the reference path,
+so the two can never disagree.
 """
 from __future__ import annotations
 
+import codecs
 import re
+import sys
 from typing import Final
 
-__all__ = ["normalize", "tokenize", "stem", "analyze", "document_tokens", "NORMALIZATION_VERSION"]
+__all__ = [
+    "normalize", "tokenize", "stem", "analyze", "document_tokens", "document_words", "word_stem",
+    "NORMALIZATION_VERSION",
+]
 
 #: Bumped whenever the output of ``normalize``/``tokenize`` changes; stored in model manifests so a
 #: model is never served with a text pipeline it was not trained with.
@@ -45,17 +58,101 @@ _WS: Final = re.compile(r"\s+")
 _TOKEN: Final = re.compile(r"[^\W_]+")
 
 
-def normalize(text: str) -> str:
-    """Fold Arabic letter variants, drop diacritics and tatweel, map digits, lower Latin, squeeze spaces."""
+# ------------------------------------------------------------------------------ reference path
+def _normalize_reference(text: str) -> str:
+    """The definition of :func:`normalize`; the fast path must match it exactly."""
     text = text.translate(_TABLE)
     if not text.isascii():
         text = text.lower()  # non-ASCII Latin (É, Ü …); Arabic is unaffected
     return _WS.sub(" ", text).strip()
 
 
+def _tokenize_reference(text: str) -> list[str]:
+    """The definition of :func:`tokenize`."""
+    return _TOKEN.findall(_normalize_reference(text))
+
+
+# ----------------------------------------------------------------------------------- fast path
+# The code page: all of ASCII, then the non-ASCII characters Arabic news text actually uses (chosen
+# from the 23k-article corpus and the BBC dev set, where about 1 text in 900 falls outside it).
+_CODE_PAGE_EXTRA: Final = "".join(
+    [
+        "\u060c\u061b\u061c\u061f",  # Arabic comma, semicolon, letter mark, question mark
+        *map(chr, range(0x0621, 0x063B)),  # hamza … ghain
+        *map(chr, range(0x0640, 0x0660)),  # tatweel, feh … yeh, harakat and other marks
+        *map(chr, range(0x0660, 0x066E)),  # Arabic-Indic digits, percent, decimal/thousands separators, star
+        *map(chr, range(0x0670, 0x0674)),  # superscript alef, alef wasla, wavy-hamza alefs
+        "\u067e\u0686\u0698\u06a4\u06a9\u06af\u06be\u06cc",  # Persian/Maghrebi letters: پ چ ژ ڤ ک گ ھ ی
+        *map(chr, range(0x06F0, 0x06FA)),  # extended (Persian) digits
+        "\u00a0\u00ab\u00bb\u00d7\u00e9\u00b0\u00b7\u00ae\u00a9",  # nbsp « » × é ° · ® ©
+        "\u2013\u2014\u2018\u2019\u201c\u201d\u2022\u2026",  # dashes, curly quotes, bullet, ellipsis
+        "\u200b\u200c\u200d\u200e\u200f",  # zero-width space / (non-)joiner, LRM, RLM
+        "\u202a\u202b\u202c\u202d\u202e\u2067\u2068\u2069",  # bidi embeddings and isolates
+    ]
+)
+_CODE_PAGE: Final = "".join(map(chr, range(128))) + _CODE_PAGE_EXTRA
+
+
+def _build_fast_tables() -> tuple[object, bytes, bytes, bytes]:
+    """The code page's encoding map and three byte tables, derived from the reference rules.
+
+    ``norm`` maps a byte to its normalised character (whitespace → space), ``word`` to its normalised
+    character if that is a word character (``[^\\W_]``) and to a space otherwise, and ``delete`` lists
+    the bytes whose characters normalisation removes.
+    """
+    if len(_CODE_PAGE) != 256 or len(set(_CODE_PAGE)) != 256:
+        raise RuntimeError(f"the text code page must hold 256 distinct characters, not {len(set(_CODE_PAGE))}")
+    encoding_map = codecs.charmap_build(_CODE_PAGE)
+    if isinstance(encoding_map, dict):  # the C fast path needs a BMP table with "\x00" first
+        raise RuntimeError("the text code page did not build a C encoding map")
+    position = {c: i for i, c in enumerate(_CODE_PAGE)}
+    norm, word, delete = bytearray(range(256)), bytearray(range(256)), bytearray()
+    for i, ch in enumerate(_CODE_PAGE):
+        # Per-character equivalent of the reference: translate, then lower-case. The code page holds
+        # no character whose lower case depends on context (Σ) or is longer than one character.
+        out = ch.translate(_TABLE).lower()
+        if out == "":
+            delete.append(i)
+            continue
+        if len(out) != 1 or out not in position:
+            raise RuntimeError(f"code page character {ch!r} normalises to {out!r}, which is not in the code page")
+        norm[i] = 0x20 if out.isspace() else position[out]
+        word[i] = position[out] if _TOKEN.fullmatch(out) else 0x20
+    return encoding_map, bytes(norm), bytes(word), bytes(delete)
+
+
+_ENCODING_MAP, _NORM_BYTES, _WORD_BYTES, _DELETE_BYTES = _build_fast_tables()
+_encode: Final = codecs.charmap_encode
+_decode: Final = codecs.charmap_decode
+
+
+def _word_bytes(text: str) -> bytes | None:
+    """The text normalised in the code page with every non-word character a space; None if it does
+    not fit the code page."""
+    try:
+        raw = _encode(text, "strict", _ENCODING_MAP)[0]
+    except UnicodeEncodeError:
+        return None
+    return raw.translate(_WORD_BYTES, _DELETE_BYTES)
+
+
+# ------------------------------------------------------------------------------- public API
+def normalize(text: str) -> str:
+    """Fold Arabic letter variants, drop diacritics and tatweel, map digits, lower Latin, squeeze spaces."""
+    try:
+        raw = _encode(text, "strict", _ENCODING_MAP)[0]
+    except UnicodeEncodeError:
+        return _normalize_reference(text)
+    # Whitespace of every kind is a space byte by now, so bytes.split() squeezes and strips it.
+    return _decode(b" ".join(raw.translate(_NORM_BYTES, _DELETE_BYTES).split()), "strict", _CODE_PAGE)[0]
+
+
 def tokenize(text: str) -> list[str]:
     """Normalise then split into word tokens. Diacritics never split a word."""
-    return _TOKEN.findall(normalize(text))
+    words = _word_bytes(text)
+    if words is None:
+        return _tokenize_reference(text)
+    return _decode(words, "strict", _CODE_PAGE)[0].split()
 
 
 # Light stemming: Arabic glues conjunctions, prepositions and the article to the word
@@ -65,41 +162,104 @@ def tokenize(text: str) -> list[str]:
 # keeps at least three letters, so short roots survive.
 _PREFIXES: Final = ("وال", "بال", "كال", "فال", "لل", "ال", "و")
 _SUFFIXES: Final = ("هما", "كما", "ات", "ان", "ون", "ين", "يه", "ها", "هم", "ه", "ي")
-_STEM_CACHE: dict[str, str] = {}
 _STEM_CACHE_MAX: Final = 500_000
+
+
+# The affixes by length, longest first: "the first listed affix that matches and leaves three
+# letters" is the same as "the longest such affix", which set lookups of word[:k] find without a
+# startswith() call per affix.
+_PREFIX_SETS: Final = tuple((k, frozenset(p for p in _PREFIXES if len(p) == k)) for k in (3, 2, 1))
+_SUFFIX_SETS: Final = tuple((k, frozenset(x for x in _SUFFIXES if len(x) == k)) for k in (3, 2, 1))
+assert tuple(sorted(_PREFIXES, key=len, reverse=True)) == _PREFIXES
+assert tuple(sorted(_SUFFIXES, key=len, reverse=True)) == _SUFFIXES
 
 
 def _stem(word: str) -> str:
     if len(word) <= 3 or not "\u0621" <= word[0] <= "\u064a":
         return word
-    for p in _PREFIXES:
-        if word.startswith(p) and len(word) - len(p) >= 3:
-            word = word[len(p):]
+    for k, prefixes in _PREFIX_SETS:
+        if len(word) - k >= 3 and word[:k] in prefixes:
+            word = word[k:]
             break
-    for s in _SUFFIXES:
-        if word.endswith(s) and len(word) - len(s) >= 3:
-            word = word[: -len(s)]
+    for k, suffixes in _SUFFIX_SETS:
+        if len(word) - k >= 3 and word[-k:] in suffixes:
+            word = word[:-k]
             break
     return word
 
 
+class _StemCache(dict):
+    """word → stem, filled on a miss. ``cache[word]`` stays a C-level dict lookup on a hit, so
+    ``map(cache.__getitem__, words)`` stems a document without a Python call per word.
+    Bounded: archives have a long tail of rare words."""
+
+    __slots__ = ()
+
+    def __missing__(self, word: str) -> str:
+        # Interned, as the featuriser's vocabulary is: its lookups then match by identity.
+        out = sys.intern(_stem(word))
+        if len(self) < _STEM_CACHE_MAX:
+            self[word] = out
+        return out
+
+
+class _ByteStemCache(dict):
+    """Code-page bytes of a normalised word → its stem: the fast path never builds the word's str."""
+
+    __slots__ = ()
+
+    def __missing__(self, word: bytes) -> str:
+        out = _STEM_CACHE[_decode(word, "strict", _CODE_PAGE)[0]]
+        if len(self) < _STEM_CACHE_MAX:
+            self[word] = out
+        return out
+
+
+_STEM_CACHE: Final = _StemCache()
+_BYTE_STEM_CACHE: Final = _ByteStemCache()
+_stem_of: Final = _STEM_CACHE.__getitem__
+_stem_of_bytes: Final = _BYTE_STEM_CACHE.__getitem__
+
+
 def stem(word: str) -> str:
     """Strip one clitic prefix and one suffix from a normalised Arabic word; other words pass through."""
-    out = _STEM_CACHE.get(word)
-    if out is None:
-        out = _stem(word)
-        if len(_STEM_CACHE) < _STEM_CACHE_MAX:  # bounded: archives have a long tail of rare words
-            _STEM_CACHE[word] = out
-    return out
+    return _stem_of(word)
 
 
 def analyze(text: str) -> list[str]:
     """Normalise, tokenise and stem: the model's view of a text."""
-    get = _STEM_CACHE.get
-    return [get(t) or stem(t) for t in tokenize(text)]
+    words = _word_bytes(text)
+    if words is None:
+        return list(map(_stem_of, _tokenize_reference(text)))
+    return list(map(_stem_of_bytes, words.split()))
 
 
 def document_tokens(title: str, body: str) -> list[str]:
     """The model's view of an article. The headline is counted twice: it states the subject."""
+    if not title:
+        return analyze(body)
     head = analyze(title)
     return head + head + analyze(body)
+
+
+# ------------------------------------------------------------------- word-level fast path
+def document_words(title: str, body: str) -> list[bytes] | None:
+    """:func:`document_tokens` one step early: the same words, normalised but not yet stemmed, as
+    code-page bytes (``word_stem(w)`` gives the token). A batch featuriser can map these straight
+    to feature ids with one dict lookup per word, never building a str per word. None when the text
+    does not fit the code page; use :func:`document_tokens` then."""
+    body_words = _word_bytes(body)
+    if body_words is None:
+        return None
+    if not title:
+        return body_words.split()
+    title_words = _word_bytes(title)
+    if title_words is None:
+        return None
+    head = title_words.split()
+    return head + head + body_words.split()
+
+
+def word_stem(word: bytes) -> str:
+    """The token (stem) of one word from :func:`document_words`."""
+    return _stem_of_bytes(word)

@@ -1,85 +1,219 @@
-"""`tagger tag FILE… | -`: tag raw pages or JSON/JSONL documents, one JSON object per document out."""
+"""`tagger tag`: tag raw pages, JSON/JSONL or CSV documents with the model.
+
+Two modes over the same readers (:mod:`tagger.readers`) and the same predict path:
+
+- ``tagger tag FILE… | -`` prints one JSON object per document to stdout and stops at the first
+  document it cannot tag (interactive use, pipes);
+- ``tagger tag --input PATH… --output OUT`` is the batch mode (:mod:`tagger.batch`): every record
+  ends as a line of OUT or of the rejects file, with parallel workers, progress, a summary and
+  ``--resume``. Positional FILEs and ``--input`` PATHs are the same thing; ``--output`` picks the mode.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from tagger.cli import CLIError
 from tagger.cli._common import add_model_option, load
-from tagger.document import Document, from_fields, parse_page
-from tagger.tagger import InvalidDocumentError, TagOptions, Tagger
+from tagger.readers import (
+    FORMATS,
+    Fields,
+    InputError,
+    Reject,
+    check_csv_columns,
+    iter_chunks,
+    read_stdin_spec,
+    resolve_inputs,
+)
+from tagger.tagger import DEFAULT_MAX_CHARS, Tagger, TagOptions
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="raw scraped pages (.txt), .json (object or list) or .jsonl files; '-' reads stdin")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="inputs: raw scraped pages (.txt), .json (object or list), .jsonl[.gz|.xz|.bz2], .csv/.tsv, "
+                        "a directory of .txt pages; '-' reads stdin")
     add_model_option(p)
     p.add_argument("--explain", action="store_true", help="add the n-grams behind each chosen topic")
     p.add_argument("--threshold", type=float, default=None, help="one threshold for every topic (0-1)")
     p.add_argument("--top-k", type=int, default=None, help="keep at most k topics per document")
 
+    src = p.add_argument_group("input")
+    src.add_argument("--input", "-i", dest="inputs", nargs="+", action="extend", default=[], metavar="PATH",
+                     help="more inputs, as FILE")
+    src.add_argument("--format", choices=("auto", *FORMATS), default="auto",
+                     help="input format (default: from the suffix; a directory holds pages; stdin is sniffed)")
+    src.add_argument("--id-field", default="id", help="JSON/CSV field with the document id (default: id; "
+                     "missing ids become <file>:<line>)")
+    src.add_argument("--title-field", default="title", help="field with the headline (default: title)")
+    src.add_argument("--text-field", default="text", help="field with the article text (default: text)")
+    src.add_argument("--raw-field", default="raw", help="field with a whole scraped page, parsed like a .txt page "
+                     "(default: raw)")
+    src.add_argument("--tags-field", default="tags", help="field with the site's own tags, reported as dropped "
+                     "(a list, or a string split on , ، |; default: tags)")
+    src.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS,
+                     help=f"longest title+text tagged (default: {DEFAULT_MAX_CHARS:,})")
+    src.add_argument("--on-too-long", choices=("reject", "truncate"), default=None,
+                     help="longer documents are rejected (default with --output) or truncated and flagged "
+                          "(default without)")
 
-def _json_docs(obj: object, where: str) -> Iterator[Document]:
-    items = obj if isinstance(obj, list) else [obj]
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise CLIError(f"{where}: item {i} is not a JSON object")
-        try:
-            yield from_fields(
-                id=str(item.get("id", f"{where}#{i}")), title=item.get("title") or "", text=item.get("text") or "",
-                raw=item.get("raw") or "", tags=item.get("tags") or (),
-            )
-        except (TypeError, ValueError) as e:
-            raise CLIError(f"{where}: item {i}: {e}") from e
-
-
-def read_documents(name: str) -> Iterator[Document]:
-    """Documents from one named input: JSONL/JSON by suffix or content, else a raw page."""
-    try:
-        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-    except OSError as e:
-        raise CLIError(f"{name}: {e.strerror}") from e
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CLIError(f"{name}: invalid UTF-8 at byte {e.start}") from e
-    label = "stdin" if name == "-" else Path(name).name
-    stripped = text.lstrip()
-    if name.endswith(".jsonl") or (stripped.startswith("{") and not name.endswith(".json") and "\n{" in stripped):
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CLIError(f"{label}:{n}: invalid JSON ({e.msg})") from e
-                yield from _json_docs(obj, f"{label}:{n}")
-    elif name.endswith(".json") or stripped.startswith(("{", "[")):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CLIError(f"{label}: invalid JSON ({e.msg})") from e
-        yield from _json_docs(obj, label)
-    else:
-        yield parse_page(text, id=label)
+    batch = p.add_argument_group("batch mode (with --output)")
+    batch.add_argument("--output", "-o", type=Path, default=None,
+                       help="write JSON lines here (and rejects beside it) instead of to stdout")
+    batch.add_argument("--rejects", type=Path, default=None,
+                       help="where records that cannot be tagged go (default: OUTPUT.rejects.jsonl)")
+    batch.add_argument("--n-process", "-j", type=int, default=1,
+                       help="worker processes (default: 1; 0 = one per CPU)")
+    batch.add_argument("--resume", action="store_true",
+                       help="continue a killed or interrupted run from its checkpoint (OUTPUT.checkpoint.json)")
+    batch.add_argument("--force", action="store_true", help="overwrite an existing output")
+    batch.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    batch.add_argument("--chunk-size", type=int, default=256, help=argparse.SUPPRESS)
+    batch.add_argument("--checkpoint-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
+    _register_server_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    tagger = Tagger(load(args))
+    inputs = [*args.files, *args.inputs]
+    if not inputs:
+        raise CLIError("nothing to tag: give FILEs ('-' for stdin), or --input PATH… --output OUT")
+    if args.max_chars < 1:
+        raise CLIError("--max-chars must be >= 1")
+    if args.server:  # gRPC client mode, see the block at the end of this file
+        return _run_remote(args, inputs)
+    if args.output is None:
+        used = [flag for flag, on in (("--resume", args.resume), ("--force", args.force),
+                                      ("--rejects", args.rejects is not None), ("--n-process", args.n_process != 1))
+                if on]
+        if used:
+            raise CLIError(f"{used[0]} needs --output (batch mode)")
+        return _to_stdout(args, inputs)
+    return _to_output(args, inputs)
+
+
+def _fields(args: argparse.Namespace) -> Fields:
+    return Fields(id=args.id_field, title=args.title_field, text=args.text_field, raw=args.raw_field,
+                  tags=args.tags_field)
+
+
+def _options(args: argparse.Namespace, tagger: Tagger) -> TagOptions:
     options = TagOptions(threshold=args.threshold, top_k=args.top_k, explain=args.explain)
     try:
         options.validate(tagger.topics)
     except ValueError as e:
         raise CLIError(str(e)) from e
-    out = sys.stdout
-    for name in args.files:
-        for doc in read_documents(name):
-            try:
-                result = tagger.tag(doc, options)
-            except InvalidDocumentError as e:
-                raise CLIError(str(e)) from e
-            out.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-    out.flush()
+    return options
+
+
+def _to_stdout(args: argparse.Namespace, inputs: list[str]) -> int:
+    """Print each document's result as it is tagged; the first one that cannot be tagged is an error."""
+    from tagger.batch import ChunkTagger
+
+    tagger = Tagger(load(args), max_chars=args.max_chars, on_too_long=args.on_too_long or "truncate")
+    worker = ChunkTagger(tagger, _options(args, tagger), _fields(args))
+    fmt = None if args.format == "auto" else args.format
+    buffer = getattr(sys.stdout, "buffer", None)
+
+    def write(line: str) -> None:
+        # Lone surrogates from JSON escapes cannot be UTF-8: keep them as the escape they came in as.
+        if buffer is not None:
+            buffer.write(line.encode("utf-8", "backslashreplace"))
+        else:
+            sys.stdout.write(line)
+
+    for name in inputs:
+        data = None
+        try:
+            if name == "-":
+                spec, data = read_stdin_spec(sys.stdin.buffer.read(), fmt)
+            else:
+                [spec] = resolve_inputs([name], fmt)
+            check_csv_columns(spec, worker.fields, data)
+            for chunk in iter_chunks(spec, 0, size=64, stdin_data=data):
+                for r in worker.results(chunk):
+                    if isinstance(r, Reject):
+                        sys.stdout.flush()
+                        raise CLIError(f"{r.where()}: {r.detail}")
+                    write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+        except InputError as e:
+            raise CLIError(str(e)) from e
+        except OSError as e:
+            raise CLIError(f"{name}: {e.strerror or e}") from e
+    sys.stdout.flush()
+    return 0
+
+
+def _to_output(args: argparse.Namespace, inputs: list[str]) -> int:
+    """Batch mode: see :mod:`tagger.batch`."""
+    from tagger.batch import BatchConfig, BatchError, run_batch
+
+    loaded = load(args)
+    tagger = Tagger(loaded, max_chars=args.max_chars, on_too_long=args.on_too_long or "reject")
+    cfg = BatchConfig(
+        inputs=tuple(inputs),
+        output=args.output,
+        rejects=args.rejects,
+        fields=_fields(args),
+        input_format=None if args.format == "auto" else args.format,
+        options=_options(args, tagger),
+        max_chars=args.max_chars,
+        on_too_long=tagger.on_too_long,
+        n_process=args.n_process if args.n_process > 0 else (os.cpu_count() or 1),
+        chunk_size=args.chunk_size,
+        resume=args.resume,
+        force=args.force,
+        progress=not args.quiet and sys.stderr.isatty(),
+        checkpoint_seconds=args.checkpoint_seconds,
+    )
+    try:
+        run_batch(cfg, loaded, log=None if args.quiet else lambda msg: print(msg, file=sys.stderr))
+    except BatchError as e:
+        raise CLIError(str(e)) from e
+    except OSError as e:
+        raise CLIError(f"{e.filename or args.output}: {e.strerror or e}") from e
+    return 0
+
+
+# --- gRPC client mode (issue #3): `--server HOST:PORT` tags with a running `tagger serve` ----------------
+def _register_server_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", metavar="HOST:PORT", default=None,
+                   help="send the documents to a running `tagger serve` instead of loading a model here "
+                        "(stdout mode; the server's --max-chars/--on-too-long apply)")
+
+
+def _run_remote(args: argparse.Namespace, inputs: list[str]) -> int:
+    """_to_stdout's loop with the server's model (tagger.client.RemoteTagger has Tagger's interface)."""
+    import grpc
+
+    from tagger.batch import ChunkTagger
+    from tagger.client import RemoteTagger, TaggerClient
+
+    if args.output is not None or args.model is not None:
+        raise CLIError("--server tags to stdout with the server's model; it cannot be combined with --output or --model")
+    fmt = None if args.format == "auto" else args.format
+    try:
+        with TaggerClient(args.server) as client:
+            remote = RemoteTagger(client)
+            worker = ChunkTagger(remote, _options(args, remote), _fields(args))  # type: ignore[arg-type]
+            for name in inputs:
+                data = None
+                if name == "-":
+                    spec, data = read_stdin_spec(sys.stdin.buffer.read(), fmt)
+                else:
+                    [spec] = resolve_inputs([name], fmt)
+                check_csv_columns(spec, worker.fields, data)
+                for chunk in iter_chunks(spec, 0, size=64, stdin_data=data):
+                    for r in worker.results(chunk):
+                        if isinstance(r, Reject):
+                            raise CLIError(f"{r.where()}: {r.detail}")
+                        sys.stdout.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+    except grpc.RpcError as e:
+        raise CLIError(f"server {args.server}: {e.code().name}: {e.details()}") from e
+    except InputError as e:
+        raise CLIError(str(e)) from e
+    except OSError as e:
+        raise CLIError(f"{e.filename or args.server}: {e.strerror or e}") from e
+    sys.stdout.flush()
     return 0

@@ -1,0 +1,307 @@
+"""Batch tagging (tagger.batch): every input kind, field options, every reject reason, order, resume rules.
+
+Runs in-process with the shipped model on real corpus articles. The expected output of a document is
+always what the engine itself (Tagger.tag_many) says for it, serialised with TagResult.to_json.
+"""
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import lzma
+import threading
+from pathlib import Path
+
+import pytest
+
+from tagger.artifacts import LoadedModel, load_model
+from tagger.batch import BatchConfig, BatchError, run_batch
+from tagger.document import Document, from_fields, parse_page
+from tagger.paths import default_model_root
+from tagger.readers import REJECT_REASONS, Fields
+from tagger.tagger import Tagger
+
+READ_ALSO_ONLY = "إقرأ أيضاً:\nخبر آخر لا علاقة له بالمقال"
+
+
+@pytest.fixture(scope="module")
+def loaded() -> LoadedModel:
+    return load_model(default_model_root())
+
+
+@pytest.fixture(scope="module")
+def articles(shared_dir: Path) -> list[dict]:
+    with lzma.open(shared_dir / "corpus/ant-train.jsonl.xz", "rt", encoding="utf-8") as f:
+        return [json.loads(line) for _, line in zip(range(150), f)]
+
+
+def engine(loaded: LoadedModel, docs: list[Document]) -> list[dict]:
+    """What the one predict path says: the reference every batch output is held to."""
+    return [r.to_json() for r in Tagger(loaded).tag_many(docs)]
+
+
+def jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def run(loaded: LoadedModel, inputs: list[Path], out: Path, **kw) -> tuple[list[dict], list[dict], object]:
+    stats = run_batch(BatchConfig(inputs=tuple(map(str, inputs)), output=out, **kw), loaded)
+    return read_lines(out), read_lines(Path(f"{out}.rejects.jsonl")), stats
+
+
+# ------------------------------------------------------------------------------ input kinds
+@pytest.mark.parametrize("suffix, opener", [
+    (".jsonl", None), (".jsonl.gz", gzip.compress), (".jsonl.xz", lzma.compress), (".ndjson.bz2", bz2.compress),
+])
+def test_jsonl_plain_and_compressed(tmp_path: Path, loaded: LoadedModel, articles: list[dict], suffix, opener) -> None:
+    rows = [{"id": a["id"], "title": a["title"], "text": a["text"], "url": a["url"]} for a in articles[:60]]
+    data = jsonl(rows)
+    src = tmp_path / f"in{suffix}"
+    src.write_bytes(opener(data) if opener else data)
+    out, rejects, stats = run(loaded, [src], tmp_path / "out.jsonl")
+    assert out == engine(loaded, [from_fields(id=r["id"], title=r["title"], text=r["text"]) for r in rows])
+    assert rejects == []
+    assert (stats.read, stats.tagged, stats.rejected) == (60, 60, 0)
+    assert all("truncated" not in o for o in out)
+
+
+def test_csv_and_tsv_with_field_options(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    picked = articles[:40]
+    fields = Fields(id="doc_id", title="headline", text="body", tags="keywords")
+    expected = engine(loaded, [
+        from_fields(id=a["id"], title=a["title"], text=a["text"], tags=["سياسة", "عاجل"]) for a in picked
+    ])
+    for name, delim in (("in.csv", ","), ("in.tsv", "\t")):
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter=delim, lineterminator="\n")
+        w.writerow(["doc_id", "headline", "body", "keywords", "url"])
+        for a in picked:  # bodies hold newlines, commas and quotes: real CSV quoting
+            w.writerow([a["id"], a["title"], a["text"], "سياسة، عاجل | سياسة", a["url"]])
+        src = tmp_path / name
+        src.write_bytes(b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8"))  # with a BOM, as Excel writes
+        out, rejects, _ = run(loaded, [src], tmp_path / f"{name}.out.jsonl", fields=fields)
+        assert rejects == []
+        assert out == expected
+        assert out[0]["dropped_tags"] == ["سياسة", "عاجل"]
+
+
+def test_directory_of_pages(tmp_path: Path, loaded: LoadedModel, shared_dir: Path, articles: list[dict]) -> None:
+    seed = (shared_dir / "examples/seed-article.txt").read_bytes()
+    pages = tmp_path / "pages"
+    (pages / "a" / "b").mkdir(parents=True)
+    files = {
+        "10.txt": (articles[0]["title"] + "\n" + articles[0]["text"]).encode(),
+        "seed.txt": seed,
+        "a/2.txt": (articles[1]["title"] + "\n" + articles[1]["text"]).encode(),
+        "a/b/1.txt": (articles[2]["title"] + "\n" + articles[2]["text"]).encode(),
+    }
+    for rel, data in files.items():
+        (pages / rel).write_bytes(data)
+    (pages / ".hidden.txt").write_bytes(seed)  # hidden files and other suffixes are not pages
+    (pages / "notes.md").write_text("not a page", "utf-8")
+    out, rejects, stats = run(loaded, [pages], tmp_path / "out.jsonl")
+    order = ["10.txt", "seed.txt", "a/2.txt", "a/b/1.txt"]  # sorted, a folder's files before its subfolders
+    assert [o["id"] for o in out] == order
+    assert out == engine(loaded, [parse_page(files[rel].decode(), id=rel) for rel in order])
+    seed_out = out[1]
+    assert {t["topic"] for t in seed_out["topics"]} == {"diplomacy", "military", "sanctions"}
+    assert "سياسة" in seed_out["dropped_tags"]
+    assert rejects == [] and stats.read == 4
+
+
+def test_json_file_and_several_inputs_in_order(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    rows = [{"id": a["id"], "title": a["title"], "text": a["text"]} for a in articles[:6]]
+    (tmp_path / "a.json").write_text(json.dumps(rows[:3], ensure_ascii=False), "utf-8")
+    (tmp_path / "b.jsonl").write_bytes(jsonl(rows[3:]))
+    out, _, _ = run(loaded, [tmp_path / "a.json", tmp_path / "b.jsonl"], tmp_path / "out.jsonl")
+    assert [o["id"] for o in out] == [r["id"] for r in rows]
+
+
+def test_missing_ids_default_to_file_and_line(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n" + jsonl([{"text": articles[0]["text"]}, {"id": 7, "text": articles[1]["text"]}]))
+    out, _, _ = run(loaded, [src], tmp_path / "out.jsonl")
+    assert [o["id"] for o in out] == ["in.jsonl:2", "7"]  # blank lines are not records but are counted
+
+
+# ---------------------------------------------------------------------------------- rejects
+def test_every_reject_reason_and_nothing_lost(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    good = [{"id": f"g{i}", "title": a["title"], "text": a["text"]} for i, a in enumerate(articles[:5])]
+    j = tmp_path / "in.jsonl"
+    j.write_bytes(b"".join([
+        jsonl(good[:1]),
+        b'{"id": "utf8", "text": "\xd8\xb9\xff\xfe"}\n',  # 2: invalid UTF-8
+        b'{"id": "json", "text": \n',  # 3: invalid JSON
+        b'["not", "an", "object"]\n',  # 4
+        jsonl([
+            {"id": "missing", "title": "عنوان فقط"},  # 5
+            {"id": "empty", "text": "  \n "},  # 6
+            {"id": "type", "text": 42},  # 7: invalid_field
+            {"id": "both", "text": "نص", "raw": "صفحة"},  # 8: invalid_document
+            {"id": "long", "text": articles[5]["text"] * 40},  # 9: too_long
+            {"id": "cut", "text": READ_ALSO_ONLY},  # 10: nothing left once the read-also tail is cut
+        ]),
+        jsonl(good[1:2]),  # 11
+    ]))
+    c = tmp_path / "in.csv"
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([["id", "title", "text"], [good[2]["id"], good[2]["title"], good[2]["text"]]])
+    first = buf.getvalue().encode()
+    csv_line = first.count(b"\n") + 1  # the good row spans several lines: its body has newlines
+    c.write_bytes(
+        first
+        + b"short,row\n"  # invalid_csv (2 fields, header has 3)
+        + b'badutf,t,"\xd8\xb9\xff"\n'  # invalid_utf8
+        + b"blank,t,\n"  # empty_text
+    )
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "empty.txt").write_bytes(b"  \n")
+    (pages / "latin1.txt").write_bytes("café".encode("latin-1"))
+    (pages / "ok.txt").write_bytes((good[3]["title"] + "\n" + good[3]["text"]).encode())
+    out, rejects, stats = run(loaded, [j, c, pages], tmp_path / "out.jsonl", max_chars=50_000)
+
+    assert [o["id"] for o in out] == ["g0", "g1", "g2", "ok.txt"]
+    got = {(Path(r["source"]).name, r["line"], r["id"], r["reason"]) for r in rejects}
+    assert got == {
+        ("in.jsonl", 2, None, "invalid_utf8"), ("in.jsonl", 3, None, "invalid_json"),
+        ("in.jsonl", 4, None, "not_an_object"), ("in.jsonl", 5, "missing", "missing_text"),
+        ("in.jsonl", 6, "empty", "empty_text"), ("in.jsonl", 7, "type", "invalid_field"),
+        ("in.jsonl", 8, "both", "invalid_document"), ("in.jsonl", 9, "long", "too_long"),
+        ("in.jsonl", 10, "cut", "empty_text"),
+        ("in.csv", csv_line, None, "invalid_csv"), ("in.csv", csv_line + 1, None, "invalid_utf8"),
+        ("in.csv", csv_line + 2, "blank", "empty_text"),
+        ("pages", None, "empty.txt", "empty_text"), ("pages", None, "latin1.txt", "invalid_utf8"),
+    }
+    assert {r["reason"] for r in rejects} == set(REJECT_REASONS)
+    assert all(r["detail"] for r in rejects)
+    long = next(r for r in rejects if r["reason"] == "too_long")
+    assert str(len(articles[5]["text"]) * 40) in long["detail"] and "50000" in long["detail"]
+    assert (stats.read, stats.tagged, stats.rejected) == (len(out) + len(rejects), 4, 14)
+
+
+def test_too_long_can_be_truncated_instead(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl([{"id": "long", "text": articles[0]["text"]}]))
+    out, rejects, _ = run(loaded, [src], tmp_path / "out.jsonl", max_chars=300, on_too_long="truncate")
+    assert rejects == [] and out[0]["truncated"] is True
+
+
+def test_csv_without_the_text_column_fails_at_once(tmp_path: Path, loaded: LoadedModel) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("id,body\n1,نص\n", "utf-8")
+    with pytest.raises(BatchError, match="no 'text' column.*--text-field"):
+        run_batch(BatchConfig(inputs=(str(src),), output=tmp_path / "out.jsonl"), loaded)
+
+
+# ------------------------------------------------------------------------ parallel workers
+def _mixed_input(tmp_path: Path, articles: list[dict]) -> Path:
+    rows = []
+    for i, a in enumerate(articles * 2):
+        rows.append({"id": f"{a['id']}-{i}", "title": a["title"], "text": a["text"] if i % 37 else ""})
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl(rows))
+    return src
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_two_processes_keep_input_order(tmp_path: Path, loaded: LoadedModel, articles: list[dict], start_method) -> None:
+    src = _mixed_input(tmp_path, articles)
+    one = run_batch(BatchConfig(inputs=(str(src),), output=tmp_path / "one.jsonl", chunk_size=16), loaded)
+    # Workers are forked only when this process runs no other thread; a live thread forces spawn.
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait) if start_method == "spawn" else None
+    if t:
+        t.start()
+    try:
+        two = run_batch(BatchConfig(inputs=(str(src),), output=tmp_path / "two.jsonl", chunk_size=16, n_process=2), loaded)
+    finally:
+        stop.set()
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert Path(f"{tmp_path}/two.jsonl.rejects.jsonl").read_bytes() == Path(f"{tmp_path}/one.jsonl.rejects.jsonl").read_bytes()
+    assert (two.read, two.tagged, two.rejected) == (one.read, one.tagged, one.rejected) == (300, 291, 9)
+
+
+# ------------------------------------------------------------------------ overwrite / resume
+def test_refuses_to_overwrite_without_force(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl([{"id": "a", "text": articles[0]["text"]}]))
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n", "utf-8")
+    with pytest.raises(BatchError, match="exists; use --force"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out), loaded)
+    assert out.read_text("utf-8") == "precious\n"
+    run_batch(BatchConfig(inputs=(str(src),), output=out, force=True), loaded)
+    assert [o["id"] for o in read_lines(out)] == ["a"]
+    with pytest.raises(BatchError, match="both an input and an output"):
+        run_batch(BatchConfig(inputs=(str(src),), output=src, force=True), loaded)
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl([{"id": a["id"], "text": a["text"]} for a in articles[:10]]))
+    out = tmp_path / "out.jsonl"
+    run_batch(BatchConfig(inputs=(str(src),), output=out), loaded)
+    before = out.read_bytes()
+    stats = run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded)
+    assert stats.already_complete and stats.read == 10
+    assert out.read_bytes() == before
+
+
+def test_resume_continues_from_the_checkpoint_and_truncates_later_lines(
+    tmp_path: Path, loaded: LoadedModel, articles: list[dict]
+) -> None:
+    """Simulate a crash: the checkpoint says 40 records, the files hold more (and a torn last line)."""
+    src = _mixed_input(tmp_path, articles)
+    clean = tmp_path / "clean.jsonl"
+    run_batch(BatchConfig(inputs=(str(src),), output=clean, chunk_size=20), loaded)
+
+    out = tmp_path / "out.jsonl"
+    from tagger.batch import run_identity
+    from tagger.readers import resolve_inputs
+    from tagger.writers import Checkpoint, Counts, Position
+
+    cfg = BatchConfig(inputs=(str(src),), output=out, chunk_size=20, resume=True)
+    clean_lines = clean.read_bytes().splitlines(keepends=True)
+    clean_rejects = Path(f"{clean}.rejects.jsonl").read_bytes().splitlines(keepends=True)
+    raw_lines = src.read_bytes().splitlines(keepends=True)
+    n_rej = sum(1 for r in read_lines(Path(f"{clean}.rejects.jsonl")) if r["line"] <= 40)
+    head, head_rej = b"".join(clean_lines[: 40 - n_rej]), b"".join(clean_rejects[:n_rej])
+    out.write_bytes(head + b"".join(clean_lines[40 - n_rej: 55]) + b'{"id": "torn')  # written after the checkpoint
+    Path(f"{out}.rejects.jsonl").write_bytes(head_rej + b'{"torn')
+    state = Checkpoint(
+        identity=run_identity(resolve_inputs([str(src)]), loaded, cfg),
+        next=Position(0, sum(map(len, raw_lines[:40])), 40),
+        output_bytes=len(head), rejects_bytes=len(head_rej), counts=Counts(40, 40 - n_rej, n_rej),
+    )
+    cfg.checkpoint_path.write_text(json.dumps(state.to_json()), "utf-8")
+
+    stats = run_batch(cfg, loaded)
+    assert out.read_bytes() == clean.read_bytes()
+    assert Path(f"{out}.rejects.jsonl").read_bytes() == Path(f"{clean}.rejects.jsonl").read_bytes()
+    assert stats.read == 300 and stats.this_run == 260
+
+
+def test_resume_refuses_a_different_run(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl([{"id": a["id"], "text": a["text"]} for a in articles[:10]]))
+    out = tmp_path / "out.jsonl"
+    run_batch(BatchConfig(inputs=(str(src),), output=out), loaded)
+    from tagger.tagger import TagOptions
+
+    with pytest.raises(BatchError, match="settings.options.threshold differs"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True, options=TagOptions(threshold=0.2)), loaded)
+    src.write_bytes(src.read_bytes() + jsonl([{"id": "new", "text": "نص جديد"}]))
+    with pytest.raises(BatchError, match=r"inputs\[0\]\.(size|mtime_ns) differs"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded)
+    out.unlink()
+    Path(f"{out}.checkpoint.json").unlink()
+    out.write_text("x\n", "utf-8")
+    with pytest.raises(BatchError, match="no checkpoint"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded)
