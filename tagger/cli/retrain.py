@@ -53,6 +53,9 @@ def register(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("gate")
     g.add_argument("--tol", type=float, default=0.01, help="largest allowed micro-F1 drop (default 0.01)")
     g.add_argument("--topic-tol", type=float, default=0.05, help="largest allowed per-topic F1 drop (default 0.05)")
+    g.add_argument("--min-net-losses", type=int, default=4,
+                   help="a topic fails only if the candidate also gets at least this many more of its articles "
+                        "wrong than the live model (default 4; guards against small-sample noise)")
     g.add_argument("--min-support", type=int, default=10,
                    help="gold articles a topic needs in a gate set to be gated (default 10)")
     g.add_argument("--new-topic-min-f1", type=float, default=0.5,
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file (set TAGGER_SHARED or pass the path)")
     try:
-        policy = GatePolicy(args.tol, args.topic_tol, args.min_support, args.new_topic_min_f1)
+        policy = GatePolicy(args.tol, args.topic_tol, args.min_support, args.new_topic_min_f1, args.min_net_losses)
         tags = None if args.no_tags else TagAuditConfig(
             args.tag_noise_share, args.tag_min_support, args.tag_min_precision, args.tag_min_lift)
         result = retrain(
