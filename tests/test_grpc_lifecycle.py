@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections import Counter
@@ -17,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from serve_process import ServeProcess
 
 from tagger.client import TaggerClient
 from tagger.paths import default_model_root
@@ -32,40 +31,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Serve:
-    """A `tagger serve` subprocess; its log is collected and its "ready" line gives the port."""
-
-    def __init__(self, *args: str) -> None:
-        cmd = [sys.executable, "-m", "tagger", "serve", "--host", "127.0.0.1", *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=os.environ | {"TAGGER_LOG_LEVEL": "INFO"})
-        self.log: list[str] = []
-        self.port = 0
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            m = re.search(r"ready: .* on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self) -> int:
-        assert self._ready.wait(60) and self.port, "server did not start:\n" + "".join(self.log)
-        return self.port
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+Serve = ServeProcess
 
 
 def publish_copy(root: Path, version: int) -> None:

@@ -9,12 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -22,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from serve_process import ServeProcess
 
 from tagger.client import TaggerClient
 from tagger.taxonomy import Taxonomy, default_taxonomy
@@ -114,45 +111,12 @@ def live(live_template: Setup, tmp_path: Path) -> Setup:
 
 
 # ------------------------------------------------------------------------------ a running server
-class Serve:
-    """`tagger serve` in a subprocess on 127.0.0.1 with an OS-assigned port (read from its ready line)."""
+class Serve(ServeProcess):
+    """`tagger serve` for one model root: one worker, fast reload polling, no metrics port."""
 
     def __init__(self, model_root: Path) -> None:
-        cmd = [sys.executable, "-m", "tagger", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1",
-               "--metrics-port", "0", "--reload-interval", "0.2", "--grace", "5", "--model", str(model_root)]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=os.environ | {"TAGGER_LOG_LEVEL": "INFO"})
-        self.log: list[str] = []
-        self.port = 0
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            m = re.search(r"ready: .* on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                self._ready.set()
-        self._ready.set()
-
-    def __enter__(self) -> Serve:
-        assert self._ready.wait(120) and self.port, "server did not start:\n" + "".join(self.log)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__("--port", "0", "--workers", "1", "--metrics-port", "0", "--reload-interval", "0.2",
+                         "--grace", "5", "--model", str(model_root), start_timeout=120)
 
 
 class Load:

@@ -112,7 +112,11 @@ def _to_stdout(args: argparse.Namespace, inputs: list[str]) -> int:
     from tagger.batch import ChunkTagger
 
     tagger = Tagger(load(args), max_chars=args.max_chars, on_too_long=args.on_too_long or "truncate")
-    worker = ChunkTagger(tagger, _options(args, tagger), _fields(args))
+    return _print_results(ChunkTagger(tagger, _options(args, tagger), _fields(args)), args, inputs)
+
+
+def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
+    """The stdout loop shared by local and ``--server`` tagging: read, tag in chunks, print in order."""
     fmt = None if args.format == "auto" else args.format
     buffer = getattr(sys.stdout, "buffer", None)
 
@@ -192,28 +196,10 @@ def _run_remote(args: argparse.Namespace, inputs: list[str]) -> int:
 
     if args.output is not None or args.model is not None:
         raise CLIError("--server tags to stdout with the server's model; it cannot be combined with --output or --model")
-    fmt = None if args.format == "auto" else args.format
     try:
         with TaggerClient(args.server) as client:
             remote = RemoteTagger(client)
             worker = ChunkTagger(remote, _options(args, remote), _fields(args))  # type: ignore[arg-type]
-            for name in inputs:
-                data = None
-                if name == "-":
-                    spec, data = read_stdin_spec(sys.stdin.buffer.read(), fmt)
-                else:
-                    [spec] = resolve_inputs([name], fmt)
-                check_csv_columns(spec, worker.fields, data)
-                for chunk in iter_chunks(spec, 0, size=64, stdin_data=data):
-                    for r in worker.results(chunk):
-                        if isinstance(r, Reject):
-                            raise CLIError(f"{r.where()}: {r.detail}")
-                        sys.stdout.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+            return _print_results(worker, args, inputs)
     except grpc.RpcError as e:
         raise CLIError(f"server {args.server}: {e.code().name}: {e.details()}") from e
-    except InputError as e:
-        raise CLIError(str(e)) from e
-    except OSError as e:
-        raise CLIError(f"{e.filename or args.server}: {e.strerror or e}") from e
-    sys.stdout.flush()
-    return 0
