@@ -269,7 +269,8 @@ def compare(live: TopicModel | None, live_version: str | None, candidate: TopicM
         gated = [r for r in c.rows if r.status == "ok"]
         ok.append(f"{c.name}: micro-F1 {c.live_micro_f1:.3f} -> {c.candidate_micro_f1:.3f} "
                   f"({c.candidate_micro_f1 - c.live_micro_f1:+.3f}); none of the {len(gated)} topics with support "
-                  f">= {policy.min_support} dropped by more than {policy.topic_tol}")
+                  f">= {policy.min_support} dropped by more than {policy.topic_tol} with "
+                  f"{policy.min_net_losses}+ more articles wrong")
     if new_topics:
         ok.append(f"new topic(s) {', '.join(new_topics)}: reported, not compared")
     return Decision(True, tuple(ok), comparisons, live_version, new_topics, policy)
