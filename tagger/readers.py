@@ -355,14 +355,19 @@ def _csv_chunks(spec, input_index, start, start_line, size, stdin_data) -> Itera
             f.close()
 
 
-def _json_chunks(spec, input_index, start, size, stdin_data) -> Iterator[Chunk]:
-    """A .json file holds one object or a list of them; it is parsed whole (not streamed)."""
+def _read_all(spec, stdin_data) -> bytes:
+    """A whole input's bytes (for formats that cannot be streamed); stdin is never closed."""
     f = _binary_source(spec, stdin_data, 0)
     try:
-        raw = f.read()
+        return f.read()
     finally:
         if f is not sys.stdin.buffer:
             f.close()
+
+
+def _json_chunks(spec, input_index, start, size, stdin_data) -> Iterator[Chunk]:
+    """A .json file holds one object or a list of them; it is parsed whole (not streamed)."""
+    raw = _read_all(spec, stdin_data)
     label = spec.label
     try:
         value = json.loads(raw.decode("utf-8"))
@@ -389,12 +394,7 @@ def _page_chunks(spec, input_index, start, size, stdin_data) -> Iterator[Chunk]:
     if not spec.is_dir:
         if start:
             return
-        f = _binary_source(spec, stdin_data, 0)
-        try:
-            data = f.read()
-        finally:
-            if f is not sys.stdin.buffer:
-                f.close()
+        data = _read_all(spec, stdin_data)
         yield Chunk(input_index, "page", spec.source, [None], [data], [spec.label], end=1)
         return
     chunk = Chunk(input_index, "page", spec.source)

@@ -29,3 +29,12 @@ def shared_dir() -> Path:
             pytrace=False,
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def loaded():
+    """The shipped default model, verified and loaded once for the whole test session."""
+    from tagger.artifacts import load_model
+    from tagger.paths import default_model_root
+
+    return load_model(default_model_root())

@@ -16,19 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tagger.artifacts import LoadedModel, load_model
+from tagger.artifacts import LoadedModel
 from tagger.batch import BatchConfig, BatchError, run_batch
 from tagger.document import Document, from_fields, parse_page
-from tagger.paths import default_model_root
 from tagger.readers import REJECT_REASONS, Fields
 from tagger.tagger import Tagger
 
 READ_ALSO_ONLY = "إقرأ أيضاً:\nخبر آخر لا علاقة له بالمقال"
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    return load_model(default_model_root())
 
 
 @pytest.fixture(scope="module")

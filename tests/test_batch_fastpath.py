@@ -18,9 +18,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tagger import text
-from tagger.artifacts import LoadedModel, load_model
+from tagger.artifacts import LoadedModel
 from tagger.features import TfidfFeaturizer
-from tagger.paths import default_model_root
 from tagger.text import analyze, document_tokens, normalize, stem, tokenize
 
 
@@ -34,11 +33,6 @@ def articles(shared_dir: Path) -> list[dict]:
     with open(shared_dir / "gold/dev.jsonl", encoding="utf-8") as f:
         rows += [json.loads(line) for line in f]
     return rows
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    return load_model(default_model_root())
 
 
 # --------------------------------------------------------------------------------- text

@@ -12,19 +12,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tagger.artifacts import LoadedModel, load_model
+from tagger.artifacts import LoadedModel
 from tagger.cli import main as cli_main
 from tagger.client import TaggerClient
 from tagger.config import ServeConfig
-from tagger.paths import default_model_root
 from tagger.server import TaggerServer, make_holder, running
 
 MISSION = {"diplomacy", "military", "sanctions"}
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    return load_model(default_model_root())
 
 
 def config(**changes: object) -> ServeConfig:

@@ -19,11 +19,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from tagger._proto import tagger_pb2 as pb
 from tagger._proto import tagger_pb2_grpc as pb_grpc
-from tagger.artifacts import LoadedModel, load_model
+from tagger.artifacts import LoadedModel
 from tagger.client import TaggerClient
 from tagger.config import ServeConfig
 from tagger.document import parse_page
-from tagger.paths import default_model_root
 from tagger.server import SERVICE_NAME, TaggerServer, make_holder, running
 from tagger.tagger import Tagger, TagOptions
 
@@ -44,11 +43,6 @@ def test_config(**changes: object) -> ServeConfig:
 
 
 test_config.__test__ = False  # a helper, not a test
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    return load_model(default_model_root())
 
 
 @pytest.fixture(scope="module")

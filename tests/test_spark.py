@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tagger.artifacts import LoadedModel, load_model
+from tagger.artifacts import LoadedModel
 from tagger.batch import BatchConfig, run_batch
-from tagger.paths import default_model_root
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +38,6 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    return load_model(default_model_root())
 
 
 @pytest.fixture(scope="module")
