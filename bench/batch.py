@@ -13,9 +13,11 @@ line, tags and writes one JSON line per document; model loading and training are
 - ``floor``: read + ``json.loads`` + ``str.split`` (nothing can be faster than reading the input);
 - ``tagger -j1`` / ``tagger -j2``: :func:`tagger.batch.run_batch`, the code behind
   ``tagger tag --input … --output …`` (worker start-up is inside the -j2 time);
-- ``scikit-learn``: a plain ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`` +
-  one-vs-rest ``LogisticRegression`` pipeline, predicting 1,000 documents at a time (timed on
-  ``--sklearn-docs`` documents: it is slow);
+- ``scikit-learn``: the plain pipeline of ``bench/train_eval.py``, ``TfidfVectorizer(ngram_range=(1, 2),
+  sublinear_tf=True)`` with tagger's Arabic tokenizer (``tokenizer=tagger.text.tokenize``: the default
+  ``token_pattern`` cuts words at every diacritic) + one-vs-rest ``LogisticRegression``, predicting
+  1,000 documents at a time (timed on ``--sklearn-docs`` documents: it is slow); and, for reference,
+  the same with scikit-learn's default ``token_pattern`` (faster, but not a working Arabic pipeline);
 - ``fastText``: ``fasttext-wheel`` supervised, one-vs-all loss, with word 1-2 grams (the same
   features as tagger; the "× fastText" column) and with its defaults (unigrams, cheaper);
   ``predict(k=-1, threshold=0.5)`` 1,000 at a time. It needs numpy < 2, so it runs in its own venv
@@ -104,8 +106,11 @@ def run_sklearn(args: argparse.Namespace) -> dict:
             labels.append(obj["topics"])
     topics = sorted({t for ls in labels for t in ls})
     y = np.array([[t in ls for t in topics] for ls in labels], dtype=int)
+    from tagger.text import tokenize
+
+    arabic = {"tokenizer": tokenize, "lowercase": False, "token_pattern": None} if args.analyzer == "arabic" else {}
     pipe = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=100_000),
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=100_000, **arabic),
         OneVsRestClassifier(LogisticRegression(C=10.0, solver="liblinear")),
     )
     t0 = time.perf_counter()
@@ -141,6 +146,8 @@ def run_sklearn(args: argparse.Namespace) -> dict:
 
 
 CONTENDERS = {"floor": run_floor, "tagger": run_tagger, "sklearn": run_sklearn}
+SKLEARN = "scikit-learn plain pipeline (TF-IDF 1-2, Arabic tokenizer) + LR"
+SKLEARN_DEFAULT = "scikit-learn, default token_pattern (reference)"
 ARGS: argparse.Namespace
 
 
@@ -252,6 +259,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--train-json", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--analyzer", choices=("arabic", "default"), default="arabic", help=argparse.SUPPRESS)
     args = ap.parse_args()
     global ARGS
     ARGS = args
@@ -286,9 +294,12 @@ def main() -> int:
 
     ft_train = work / "baseline-train.txt"
     training_labels(work / "tagger-j1.jsonl", corpus_docs, data, ft_train)
-    record("scikit-learn TfidfVectorizer 1-2 + LR", 1, child(
+    record(SKLEARN, 1, child(
         "sklearn", input=data, output=work / "sklearn.jsonl", limit=min(args.sklearn_docs, n_docs),
-        train_json=ft_train.with_suffix(".jsonl")))
+        train_json=ft_train.with_suffix(".jsonl"), analyzer="arabic"))
+    record(SKLEARN_DEFAULT, 1, child(
+        "sklearn", input=data, output=work / "sklearn-default.jsonl", limit=min(args.sklearn_docs, n_docs),
+        train_json=ft_train.with_suffix(".jsonl"), analyzer="default"))
     if not args.skip_fasttext:
         py = ensure_fasttext_venv(args.fasttext_venv)
         for label, ngrams in (("fastText (ova, word 1-2 grams)", 2), ("fastText (ova, defaults: unigrams)", 1)):
@@ -306,29 +317,32 @@ def main() -> int:
     rate = {(name, procs): res["docs"] / res["cpu"] for name, procs, res in rows}
     ft = next((v for (n, _), v in rate.items() if n.startswith("fastText (ova, word 1-2")), None)
     ft1 = next((v for (n, _), v in rate.items() if n.startswith("fastText (ova, defaults")), None)
-    sk = next(v for (n, _), v in rate.items() if n.startswith("scikit-learn"))
+    sk = rate[(SKLEARN, 1)]
+    sk_default = rate[(SKLEARN_DEFAULT, 1)]
     print()
     print(f"batch tagging, {platform.node() or 'this machine'}: {os.cpu_count()} CPUs (shared), Python "
           f"{platform.python_version()}; input {n_docs:,} real articles (corpus ×{n_docs // corpus_docs}); "
           f"best of {args.repeat} runs each")
     print()
     head = ["contender", "procs", "docs", "wall s", "docs/s", "CPU s", "docs/CPU-s", "× fastText 1-2", "× fastText dflt",
-            "× sklearn"]
+            "× sklearn plain", "× sklearn dflt"]
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
     for name, procs, res in rows:
         r = rate[(name, procs)]
         cells = [name, str(procs), f"{res['docs']:,}", f"{res['seconds']:.1f}", f"{res['docs'] / res['seconds']:,.0f}",
                  f"{res['cpu']:.1f}", f"{r:,.0f}", f"{r / ft:.2f}" if ft else "-", f"{r / ft1:.2f}" if ft1 else "-",
-                 f"{r / sk:.1f}"]
+                 f"{r / sk:.1f}", f"{r / sk_default:.1f}"]
         print("| " + " | ".join(cells) + " |")
     print()
     t1 = rate[("tagger", 1)]
     if ft and ft1:
         print(f"tagger -j1, per CPU-second: {t1 / ft:.2f}× fastText with word 1-2 grams, {t1 / ft1:.2f}× fastText "
-              f"defaults (target ≥ 1.0); {t1 / sk:.1f}× scikit-learn (target ≥ 5)")
+              f"defaults (target ≥ 1.0); {t1 / sk:.1f}× the plain scikit-learn pipeline (target ≥ 5), "
+              f"{t1 / sk_default:.1f}× it with the default token_pattern")
     else:
-        print(f"tagger -j1, per CPU-second: {t1 / sk:.1f}× scikit-learn (target ≥ 5); fastText skipped")
+        print(f"tagger -j1, per CPU-second: {t1 / sk:.1f}× the plain scikit-learn pipeline (target ≥ 5), "
+              f"{t1 / sk_default:.1f}× it with the default token_pattern; fastText skipped")
     j2 = next(res for name, procs, res in rows if name == "tagger" and procs == 2)
     j1 = next(res for name, procs, res in rows if name == "tagger" and procs == 1)
     print(f"tagger -j2 vs -j1, wall: {j1['seconds'] / j2['seconds']:.2f}× (2 CPUs shared with other work)")

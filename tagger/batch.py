@@ -159,7 +159,7 @@ class ChunkTagger:
             if isinstance(r, Reject):
                 rej.append(json.dumps(r.to_json(), ensure_ascii=False))
             else:
-                out.append(json.dumps(r.to_json(), ensure_ascii=False))
+                out.append(r.to_json_line())
         # JSON input may carry lone surrogates ("\\ud800"), which UTF-8 cannot hold: written back as
         # the same JSON escape, the line stays valid and says what the input said.
         return (

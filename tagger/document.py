@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from tagger.text import normalize
+from tagger.text import LineStartFilter, normalize
 
 __all__ = ["Document", "parse_page", "from_fields", "clean_text", "MAX_TITLE_CHARS"]
 
@@ -114,8 +114,21 @@ class _Parts:
     starts_with_body: bool = False  # the first non-empty line is article text (a title candidate)
 
 
+# Every page part starts its line with one of these words (after normalisation and any non-word
+# characters): _MARKER's and the promotions' first words. A text with none of them at a line start
+# is all article, which one pass over the whole text establishes; most articles are like that.
+_PART_WORDS: Final = LineStartFilter(["اقرا", "تاريخ", "المصدر", "كلمات", "قد", "تابع", "حمل", "نزل"])
+
+
 def _split_parts(text: str) -> _Parts:
     """The one cleaning pass: sort lines into body and page parts (used for pages and plain text)."""
+    body = _PART_WORDS.plain_lines(text)
+    if body is not None:
+        return _Parts(body=body, starts_with_body=bool(body))
+    return _split_parts_line_by_line(text)
+
+
+def _split_parts_line_by_line(text: str) -> _Parts:
     parts = _Parts()
     lines = text.splitlines()
     seen_any = False
@@ -233,14 +246,14 @@ def from_fields(
     if raw.strip() and text.strip():
         raise ValueError("document has both 'raw' and 'text'; give one of them")
 
+    title = " ".join(title.split())  # the title is one line: Document.text joins it with "\n"
     if raw.strip():
         doc = parse_page(raw, id)
+        if title:
+            doc = replace(doc, title=title)
     else:
         parts = _split_parts(text)
-        doc = _document(parts, id, "", parts.body)
-    title = " ".join(title.split())  # the title is one line: Document.text joins it with "\n"
-    if title:
-        doc = replace(doc, title=title)
+        doc = _document(parts, id, title, parts.body)
     if tags:
         doc = replace(doc, tags=_dedupe((*doc.tags, *(t.strip() for t in tags))))
     return doc

@@ -1,9 +1,12 @@
 """The one predict path: Documents in, TagResults out. Every face (CLI, gRPC, batch, Spark) calls this."""
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -11,7 +14,6 @@ from tagger.artifacts import LoadedModel
 from tagger.document import Document
 from tagger.model import Evidence
 from tagger.taxonomy import UnknownTopicError
-from tagger.text import document_tokens
 
 __all__ = ["Tagger", "TagOptions", "TagResult", "TopicScore", "InvalidDocumentError", "DEFAULT_MAX_CHARS"]
 
@@ -86,6 +88,29 @@ class TagResult:
             out["truncated"] = True
         return out
 
+    def to_json_line(self) -> str:
+        """``json.dumps(self.to_json(), ensure_ascii=False)``, built directly: batch output writes one
+        per document, and the generic encoder walking a fresh dict was a sixth of the batch's time."""
+        if any(t.evidence for t in self.topics):
+            return json.dumps(self.to_json(), ensure_ascii=False)
+        topics = ", ".join([f'{{"topic": {_json_str(t.topic)}, "score": {round(t.score, 4)!r}}}' for t in self.topics])
+        scores = _scores_format(tuple(self.scores)) % tuple(map(round, self.scores.values(), repeat(4)))
+        tags = ", ".join(map(_json_str, self.dropped_tags))
+        truncated = ', "truncated": true' if self.truncated else ""
+        return (
+            f'{{"id": {_json_str(self.id)}, "topics": [{topics}], "scores": {{{scores}}}, "dropped_tags": [{tags}], '
+            f'"model_version": {_json_str(self.model_version)}{truncated}}}'
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _scores_format(topics: tuple[str, ...]) -> str:
+    """'"diplomacy": %r, "military": %r, …' for one model's topics."""
+    return ", ".join(_json_str(t).replace("%", "%%") + ": %r" for t in topics)
+
+
+_json_str = json.encoder.encode_basestring  # the C string encoder json.dumps(ensure_ascii=False) uses
+
 
 @dataclass
 class Tagger:
@@ -111,8 +136,8 @@ class Tagger:
     def version(self) -> str:
         return self.loaded.version
 
-    def check(self, doc: Document) -> tuple[list[str], bool]:
-        """The document's tokens and whether it was truncated; raises InvalidDocumentError."""
+    def check(self, doc: Document) -> tuple[str, str, bool]:
+        """The (title, body) the model scores and whether they were truncated; raises InvalidDocumentError."""
         n = len(doc.title) + len(doc.body)
         if not (doc.title.strip() or doc.body.strip()):
             raise InvalidDocumentError(f"document {doc.id!r} has no text to tag (empty title and body)")
@@ -120,38 +145,43 @@ class Tagger:
             if self.on_too_long == "reject":
                 raise InvalidDocumentError(f"document {doc.id!r} has {n} characters, over the limit of {self.max_chars}")
             title = doc.title[: self.max_chars]
-            return document_tokens(title, doc.body[: self.max_chars - len(title)]), True
-        return document_tokens(doc.title, doc.body), False
+            return title, doc.body[: self.max_chars - len(title)], True
+        return doc.title, doc.body, False
 
     def tag(self, doc: Document, options: TagOptions = TagOptions()) -> TagResult:
         return self.tag_many([doc], options)[0]
 
     def tag_many(self, docs: Sequence[Document], options: TagOptions = TagOptions()) -> list[TagResult]:
-        """Tag documents in order. Raises InvalidDocumentError naming the first bad document."""
+        """Tag documents in order. Raises InvalidDocumentError naming the first bad document.
+
+        The documents are featurised and scored together (one vectorised pass per call), so callers
+        with many documents should pass them in chunks of a few hundred.
+        """
         model = self.loaded.model
         options.validate(model.topics)
         prepared = [self.check(d) for d in docs]
+        rows = model.featurizer.rows_documents([(title, body) for title, body, _ in prepared])
+        scores = model.scores_rows(rows)
         thresholds = (
             np.full(len(model.topics), float(options.threshold)) if options.threshold is not None else model.thresholds
         )
         allowed = [self._index[t] for t in options.topics] if options.topics else range(len(model.topics))
+        passed = (scores >= thresholds).tolist()
+        topics, version = model.topics, self.version
         results = []
-        for doc, (tokens, truncated) in zip(docs, prepared):
-            s = model.scores_tokens(tokens)
-            chosen = sorted((j for j in allowed if s[j] >= thresholds[j]), key=lambda j: (-s[j], j))
+        for i, (doc, (_, _, truncated), s, ok) in enumerate(zip(docs, prepared, scores.tolist(), passed)):
+            chosen = sorted((j for j in allowed if ok[j]), key=lambda j: (-s[j], j))
             if options.top_k is not None:
                 chosen = chosen[: options.top_k]
-            topics = tuple(
-                TopicScore(
-                    model.topics[j], float(s[j]),
-                    tuple(model.explain_tokens(tokens, model.topics[j], options.explain_n)) if options.explain else (),
-                )
-                for j in chosen
+            evidence = (
+                {j: tuple(model.explain_row(*rows.row(i), topics[j], options.explain_n)) for j in chosen}
+                if options.explain else {}
             )
             results.append(
                 TagResult(
-                    id=doc.id, topics=topics, scores={t: float(s[j]) for t, j in self._index.items()},
-                    dropped_tags=doc.tags, dropped_parts=doc.dropped, model_version=self.version, truncated=truncated,
+                    id=doc.id, topics=tuple(TopicScore(topics[j], s[j], evidence.get(j, ())) for j in chosen),
+                    scores=dict(zip(topics, s)), dropped_tags=doc.tags, dropped_parts=doc.dropped,
+                    model_version=version, truncated=truncated,
                 )
             )
         return results

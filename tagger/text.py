@@ -17,10 +17,11 @@ from __future__ import annotations
 import codecs
 import re
 import sys
+from collections.abc import Sequence
 from typing import Final
 
 __all__ = [
-    "normalize", "tokenize", "stem", "analyze", "document_tokens", "document_words", "word_stem",
+    "normalize", "tokenize", "LineStartFilter", "stem", "analyze", "document_tokens", "document_word_bytes", "word_stem",
     "NORMALIZATION_VERSION",
 ]
 
@@ -122,6 +123,10 @@ def _build_fast_tables() -> tuple[object, bytes, bytes, bytes]:
 
 
 _ENCODING_MAP, _NORM_BYTES, _WORD_BYTES, _DELETE_BYTES = _build_fast_tables()
+# As _NORM_BYTES, but the line breaks of str.splitlines() inside the code page stay line breaks.
+_LINE_BREAKS: Final = "\n\r\x0b\x0c\x1c\x1d\x1e"
+_FOLD_BYTES: Final = bytes(0x0A if chr(i) in _LINE_BREAKS else b for i, b in enumerate(_NORM_BYTES))
+_WHITESPACE: Final = re.compile(r"\s")
 _encode: Final = codecs.charmap_encode
 _decode: Final = codecs.charmap_decode
 
@@ -145,6 +150,48 @@ def normalize(text: str) -> str:
         return _normalize_reference(text)
     # Whitespace of every kind is a space byte by now, so bytes.split() squeezes and strips it.
     return _decode(b" ".join(raw.translate(_NORM_BYTES, _DELETE_BYTES).split()), "strict", _CODE_PAGE)[0]
+
+
+class LineStartFilter:
+    """Tells texts with no line starting with any of ``words`` (after normalisation and any non-word
+    characters) from texts that may have one, in one regex pass over the whole text instead of a
+    pass per line. The page parser uses it to skip line-by-line work on plain articles.
+
+    ``words`` must already be normalised (``normalize(w) == w``).
+    """
+
+    def __init__(self, words: Sequence[str]) -> None:
+        words = list(words)
+        bad = [w for w in words if not w or normalize(w) != w or not _TOKEN.fullmatch(w)]
+        if bad:
+            raise ValueError(f"LineStartFilter words must be normalised single words, got {bad}")
+        # "\n" first: a literal start lets the regex engine jump from line break to line break.
+        self._str = re.compile(r"\n\W*(?:" + "|".join(map(re.escape, words)) + ")")
+        non_word = b"".join(re.escape(bytes([i])) for i, ch in enumerate(_CODE_PAGE) if re.fullmatch(r"\W", ch))
+        encoded = [_encode(w, "strict", _ENCODING_MAP)[0] for w in words]
+        self._bytes = re.compile(b"\n[" + non_word + b"]*(?:" + b"|".join(map(re.escape, encoded)) + b")")
+
+    def plain_lines(self, text: str) -> list[str] | None:
+        """The text's non-empty lines, stripped, if no line starts with one of the words; else None."""
+        try:
+            raw = _encode(text, "strict", _ENCODING_MAP)[0]
+        except UnicodeEncodeError:
+            folded = "\n".join(_WHITESPACE.sub(" ", _fold_reference(line)) for line in text.splitlines())
+            if self._str.search("\n" + folded):
+                return None
+            return [line for line in map(str.strip, text.splitlines()) if line]
+        folded_bytes = raw.translate(_FOLD_BYTES, _DELETE_BYTES)
+        if self._bytes.search(b"\n" + folded_bytes):
+            return None
+        # Line breaks other than "\n" (\r, \f, ...) are "\n" after folding; with none of them,
+        # str.split("\n") is str.splitlines() (bar empty lines, which are dropped), and much cheaper.
+        lines = text.split("\n") if folded_bytes.count(b"\n") == raw.count(b"\n") else text.splitlines()
+        return [line for line in map(str.strip, lines) if line]
+
+
+def _fold_reference(text: str) -> str:
+    text = text.translate(_TABLE)
+    return text if text.isascii() else text.lower()
 
 
 def tokenize(text: str) -> list[str]:
@@ -243,23 +290,23 @@ def document_tokens(title: str, body: str) -> list[str]:
 
 
 # ------------------------------------------------------------------- word-level fast path
-def document_words(title: str, body: str) -> list[bytes] | None:
-    """:func:`document_tokens` one step early: the same words, normalised but not yet stemmed, as
-    code-page bytes (``word_stem(w)`` gives the token). A batch featuriser can map these straight
-    to feature ids with one dict lookup per word, never building a str per word. None when the text
-    does not fit the code page; use :func:`document_tokens` then."""
+def document_word_bytes(title: str, body: str) -> bytes | None:
+    """:func:`document_tokens` one step early and unsplit: the same words, normalised but not yet
+    stemmed, as space-separated code-page bytes (``word_stem(w)`` of each word of ``.split()`` gives
+    the tokens). A batch featuriser can map these straight to feature ids with one dict lookup per
+    word, never building a str per word. None when the text does not fit the code page; use
+    :func:`document_tokens` then."""
     body_words = _word_bytes(body)
     if body_words is None:
         return None
     if not title:
-        return body_words.split()
+        return body_words
     title_words = _word_bytes(title)
     if title_words is None:
         return None
-    head = title_words.split()
-    return head + head + body_words.split()
+    return b" ".join((title_words, title_words, body_words))
 
 
 def word_stem(word: bytes) -> str:
-    """The token (stem) of one word from :func:`document_words`."""
+    """The token (stem) of one word of :func:`document_word_bytes`."""
     return _stem_of_bytes(word)

@@ -166,14 +166,29 @@ def test_rows_equal_sklearn_tfidf_on_the_shipped_vocabulary(articles: list[dict]
     np.testing.assert_allclose(ours.data, ref.data, rtol=0, atol=1e-12)
 
 
-def test_rows_equal_the_unique_based_original_bit_for_bit(articles: list[dict], loaded: LoadedModel) -> None:
+def test_rows_equal_the_unique_based_original(articles: list[dict], loaded: LoadedModel) -> None:
+    """The chunk-vectorised builder against a per-document np.unique reference: the same features
+    and counts; values equal up to the order of the norm's sum (a few ulps)."""
     feat = loaded.model.featurizer
     for a in articles[:400]:
         tokens = document_tokens(a["title"], a["text"])
         idx, vals = feat.row(tokens)
         ref_idx, ref_vals = _unique_row(feat, tokens)
         np.testing.assert_array_equal(idx, ref_idx)
-        np.testing.assert_array_equal(vals, ref_vals)
+        np.testing.assert_allclose(vals, ref_vals, rtol=1e-15, atol=0)
+
+
+def test_a_document_scores_the_same_alone_and_in_any_chunk(articles: list[dict], loaded: LoadedModel) -> None:
+    """Server requests (one document) and batch chunks (hundreds) must agree bit for bit, or a score
+    on a threshold could tip differently."""
+    model = loaded.model
+    pairs = [(a["title"], a["text"]) for a in articles[:150]] + [("", ""), ("عنوان فقط", "")]
+    together = model.scores_rows(model.featurizer.rows_documents(pairs))
+    in_threes = np.vstack([model.scores_rows(model.featurizer.rows_documents(pairs[i:i + 3]))
+                           for i in range(0, len(pairs), 3)])
+    alone = np.vstack([model.scores_rows(model.featurizer.rows_documents([p])) for p in pairs])
+    np.testing.assert_array_equal(together, alone)
+    np.testing.assert_array_equal(in_threes, alone)
 
 
 def test_scores_equal_the_reference_pipeline(articles: list[dict], loaded: LoadedModel) -> None:
@@ -217,5 +232,46 @@ def test_transform_documents_equals_the_token_path_bit_for_bit(articles: list[di
         np.testing.assert_array_equal(got.indptr, expected.indptr)
         np.testing.assert_array_equal(got.indices, expected.indices)
         np.testing.assert_array_equal(got.data, expected.data)
-    assert text.document_words("عنوان 😀", "نص") is None and text.document_words("", "نص 😀") is None
-    assert [text.word_stem(w) for w in text.document_words("عنوان", "والعقوبات")] == document_tokens("عنوان", "والعقوبات")
+    assert text.document_word_bytes("عنوان 😀", "نص") is None and text.document_word_bytes("", "نص 😀") is None
+    words = text.document_word_bytes("عنوان", "والعقوبات").split()
+    assert [text.word_stem(w) for w in words] == document_tokens("عنوان", "والعقوبات")
+
+
+# ------------------------------------------------------------------------- page cleaning
+def _line_variants(s: str) -> list[str]:
+    return [s, s.replace("\n", "\r\n"), s.replace("\n", "\u2028"), s.replace("\n", "\x1c"), "  " + s + "\n\n"]
+
+
+PAGE_LIKE = [
+    "عنوان\nتاريخ النشر: 2018\nنص المقال\nالمصدر: وكالات\nكلمات دلالية: سياسة اقتصاد",
+    "نص\n  - إقرأ أيضاً: عنوان آخر\nبقية النص",
+    "نص\nاقرأ أيضا\nقصة ملصوقة",
+    "نص\n«قد يهمك: شيء\nتابعوا أحدث الأخبار عبر تطبيق سكاي نيوز",
+    "قدم الوزير استقالته\nحملة انتخابية\nنزلت الأسعار",  # look like markers at a glance; are not
+    "emoji 😀\nتاريخ النشر: 2018",
+    "",
+    "\n\n",
+]
+
+
+def test_the_one_pass_cleaner_equals_the_line_by_line_parser(articles: list[dict]) -> None:
+    from tagger import document
+
+    texts = [a["text"] for a in articles] + [a["title"] + "\n" + a["text"] for a in articles[:300]] + PAGE_LIKE
+    for s in texts:
+        for v in _line_variants(s):
+            assert document._split_parts(v) == document._split_parts_line_by_line(v), v[:80]
+
+
+# ------------------------------------------------------------------------- output lines
+def test_json_lines_equal_json_dumps(articles: list[dict], loaded: LoadedModel) -> None:
+    from tagger.document import Document, from_fields
+    from tagger.tagger import Tagger, TagOptions
+
+    tagger = Tagger(loaded)
+    docs = [from_fields(id=a.get("id", ""), title=a["title"], text=a["text"]) for a in articles[:200]]
+    docs += [Document(id='q"uote\\ \ud800 😀 \n', body="عقوبات على إيران", tags=("تاغ", 'a"b', "%s")),
+             Document(id="long", body="سياسة " * 60_000)]
+    for options in (TagOptions(), TagOptions(explain=True), TagOptions(threshold=0.0), TagOptions(topics=("sanctions",))):
+        for r in tagger.tag_many(docs, options):
+            assert r.to_json_line() == json.dumps(r.to_json(), ensure_ascii=False)

@@ -1,7 +1,6 @@
 """`tagger train` end to end: read data, fit, evaluate on dev gold, publish a verified version."""
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict
 from pathlib import Path

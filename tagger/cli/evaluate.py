@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {loaded.version} on {args.gold} ({len(gold)} articles)")
     print(model_report.table())
     if kw_report:
-        print(f"\nkeyword rules alone (training/rules/keywords.json)")
+        print("\nkeyword rules alone (training/rules/keywords.json)")
         print(kw_report.table())
         print(f"\nmodel gain over keyword rules: micro-F1 {model_report.micro_f1 - kw_report.micro_f1:+.3f}")
     return 0

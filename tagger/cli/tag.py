@@ -11,7 +11,6 @@ Two modes over the same readers (:mod:`tagger.readers`) and the same predict pat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -140,7 +139,7 @@ def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
                     if isinstance(r, Reject):
                         sys.stdout.flush()
                         raise CLIError(f"{r.where()}: {r.detail}")
-                    write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+                    write(r.to_json_line() + "\n")
         except InputError as e:
             raise CLIError(str(e)) from e
         except OSError as e:

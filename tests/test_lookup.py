@@ -1,0 +1,91 @@
+"""The vectorised lookups behind batch featurisation: exact, growing, bounded, thread-safe."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tagger.lookup import KEY_BYTES, PairHashTable, WordIds
+
+
+def test_pair_table_finds_every_key_and_only_those_through_growth() -> None:
+    rng = np.random.default_rng(0)
+    table = PairHashTable()
+    keys = rng.integers(0, 2**63, size=(20_000, 2), dtype=np.int64).astype(np.uint64)
+    keys = np.unique(keys, axis=0)
+    values = np.arange(len(keys), dtype=np.int64)
+    for part in np.array_split(np.arange(len(keys)), 7):  # several grow steps from 16 slots
+        table.add(keys[part, 0], keys[part, 1], values[part])
+    assert table.count == len(keys)
+    np.testing.assert_array_equal(table.get(keys[:, 0], keys[:, 1]), values)
+    absent = keys.copy()
+    absent[:, 1] ^= np.uint64(1)  # differs in the second key only
+    assert (table.get(absent[:, 0], absent[:, 1]) == -1).all()
+    assert table.get(np.empty(0, np.uint64), np.empty(0, np.uint64)).size == 0
+
+
+def test_pair_table_handles_keys_that_share_slots() -> None:
+    """Consecutive small keys and a full probe chain: linear probing must walk past every neighbour."""
+    table = PairHashTable(capacity=8)
+    k1 = np.arange(8, dtype=np.uint64)
+    table.add(k1, np.zeros(8, np.uint64), np.arange(8) * 10)
+    np.testing.assert_array_equal(table.get(k1, np.zeros(8, np.uint64)), np.arange(8) * 10)
+    with pytest.raises(ValueError):
+        table.add(np.array([99], np.uint64), np.array([0], np.uint64), np.array([-5]))
+
+
+def _reference(words: bytes) -> list[int]:
+    return [len(w) * 1000 + w[0] for w in words.split()]
+
+
+def test_word_ids_match_a_plain_split_and_lookup() -> None:
+    calls: list[bytes] = []
+
+    def resolve(w: bytes) -> int:
+        calls.append(w)
+        return len(w) * 1000 + w[0]
+
+    ids = WordIds(resolve)
+    text = b"  a bb a   ccc " + b"x" * 7 + b" " + b"y" * 8 + b" " + b"z" * 9 + b" " + b"w" * KEY_BYTES + b" " + \
+        b"v" * (KEY_BYTES + 1) + b" " + b"v" * (KEY_BYTES + 1) + b"u " + b"a"
+    got, offsets = ids.ids(text)
+    assert got.tolist() == _reference(text)
+    words = text.split()
+    assert [text[o: o + len(w)] for o, w in zip(offsets.tolist(), words)] == words
+    # Each short word was resolved once however often it occurs; words longer than the key are
+    # resolved at every meeting (their bytes do not fit the exact key).
+    short = [w for w in words if len(w) <= KEY_BYTES]
+    assert sorted(c for c in calls if len(c) <= KEY_BYTES) == sorted(set(short))
+    calls.clear()
+    again, _ = ids.ids(text)
+    assert again.tolist() == got.tolist()
+    assert all(len(c) > KEY_BYTES for c in calls)
+    assert ids.ids(b"")[0].size == 0 and ids.ids(b"    ")[0].size == 0
+
+
+def test_word_ids_stop_remembering_at_the_cap_but_stay_correct() -> None:
+    ids = WordIds(lambda w: int(w), max_words=3)
+    text = b" ".join(str(i).encode() for i in range(1, 50))
+    for _ in range(2):
+        assert ids.ids(text)[0].tolist() == list(range(1, 50))
+    assert len(ids) == 3
+
+
+def test_word_ids_are_thread_safe() -> None:
+    ids = WordIds(lambda w: int(w[1:]))
+    texts = [b" ".join(b"w%d" % (i * 7919 % 50_000) for i in range(k, k + 3000)) for k in range(0, 24_000, 3000)]
+    errors: list[str] = []
+
+    def work(t: bytes) -> None:
+        for _ in range(3):
+            got = ids.ids(t)[0].tolist()
+            if got != [int(w[1:]) for w in t.split()]:
+                errors.append("mismatch")
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in texts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
