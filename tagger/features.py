@@ -19,7 +19,7 @@ from typing import Final
 import numpy as np
 import scipy.sparse as sp
 
-from tagger.lookup import PairHashTable, WordIds
+from tagger.lookup import IntMap, WordIds
 from tagger.text import document_tokens, document_word_bytes, tokenize, word_stem
 
 __all__ = ["TfidfFeaturizer", "Rows", "NotFittedError"]
@@ -119,8 +119,7 @@ class TfidfFeaturizer:
                 a, b = g.split(_BIGRAM_SEP)
                 keys.append(vocab[a] * (n + 1) + vocab[b])
                 cols.append(i)
-        self._bigrams = PairHashTable(len(keys))
-        self._bigrams.add(np.array(keys, dtype=np.uint64), np.zeros(len(keys), np.uint64), np.array(cols, dtype=np.int64))
+        self._bigrams = IntMap(np.array(keys, dtype=np.int64), np.array(cols, dtype=np.int64))
         self._n = n
         self._fitted = True
 
@@ -175,11 +174,11 @@ class TfidfFeaturizer:
     def rows_documents(self, docs: Sequence[tuple[str, str]]) -> Rows:
         """(title, body) pairs → the rows of ``rows_tokens(document_tokens(t, b) for t, b in docs)``.
 
-        The batch fast path. Every document's normalised words (code-page bytes, no str per word)
-        are joined with a separator word and split once, and the whole chunk goes to feature ids in
-        one C-level ``map`` over a word → id cache; words met for the first time go through the
-        stemmer and the vocabulary once. Documents with text outside the code page take the str
-        path and are spliced back in order.
+        The fast path every prediction takes. The documents' normalised words (code-page bytes)
+        go to unigram ids together (:class:`tagger.lookup.WordIds`: a word met for the first time
+        goes through the stemmer and the vocabulary once, then is remembered), and the ids to rows
+        in one vectorised pass. Documents with text outside the code page take the str path and
+        are spliced back in order.
         """
         self._check_fitted()
         docs = list(docs)
@@ -191,11 +190,7 @@ class TfidfFeaturizer:
                 slow.append(i)
                 words = b""
             segments.append(words)
-        ids, offsets = self._word_ids.ids(b" ".join(segments))
-        # Which document each word came from: the segments were joined with one space.
-        seg_starts = np.zeros(len(segments), np.int64)
-        np.cumsum(np.fromiter(map(len, segments), np.int64, len(segments))[:-1] + 1, out=seg_starts[1:])
-        lengths = np.bincount(seg_starts.searchsorted(offsets, side="right") - 1, minlength=len(segments))
+        ids, lengths = self._word_ids.ids(segments)
         if slow:
             parts = np.split(ids, np.cumsum(lengths)[:-1])
             for i in slow:
@@ -218,54 +213,74 @@ class TfidfFeaturizer:
 
     def _rows_from_ids(self, ids: np.ndarray, lengths: np.ndarray) -> Rows:
         """The one TF-IDF builder: documents given as consecutive runs of unigram ids (n = unknown)
-        → L2-normalised sublinear TF-IDF rows, indices sorted. Vectorised over the whole chunk; the
-        only per-document Python is one in-place sort of a few hundred ids, which beats one big sort."""
+        → L2-normalised sublinear TF-IDF rows, indices sorted.
+
+        Vectorised over the whole chunk; the only per-document Python is one in-place sort of a few
+        hundred ids, which beats one big sort. A single document (a server request) skips the
+        chunk bookkeeping, which would be most of its cost; the arithmetic is the same calls on the
+        same values, so it gets the same bits as inside a chunk (a test holds it to that).
+        """
         n, n_docs = self._n, lengths.size
-        offsets = np.zeros(n_docs + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        # Bigrams: adjacent known ids in the same document, looked up in the bigram hash table.
+        # Bigrams: adjacent known ids in the same document, looked up in the bigram map.
         pair_ok = (ids[:-1] < n) & (ids[1:] < n)
-        ends = offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < ids.size)]
-        pair_ok[ends - 1] = False
+        if n_docs > 1:
+            ends = np.cumsum(lengths[:-1])
+            pair_ok[ends[(ends > 0) & (ends < ids.size)] - 1] = False
         starts_at = pair_ok.nonzero()[0]
-        keys = (ids[starts_at] * (n + 1) + ids[starts_at + 1]).astype(np.uint64)
-        bigram = self._bigrams.get(keys, np.zeros(keys.size, np.uint64))
+        bigram = self._bigrams.get(ids[starts_at] * (n + 1) + ids[starts_at + 1])
         found = bigram >= 0
-        bigram_at, bigram = starts_at[found], bigram[found]
-        # Each document's features contiguous: its known unigrams, then its bigrams.
         known = ids < n
+        if n_docs == 1:
+            feats = np.concatenate((ids[known], bigram[found]))
+            feats.sort()
+            feat_ptr = np.array([0, feats.size])
+        else:
+            feats, feat_ptr = self._group_by_document(ids[known], bigram[found], lengths, known, starts_at[found])
+        # Runs of equal ids within a document are one feature and its count.
+        total = feats.size
+        new = np.empty(total, np.bool_)
+        if total:
+            new[0] = True
+            np.not_equal(feats[1:], feats[:-1], out=new[1:])
+        if n_docs > 1:
+            new[feat_ptr[:-1][feat_ptr[:-1] < total]] = True
+        first = new.nonzero()[0]
+        counts = np.empty(first.size, np.int64)
+        counts[:-1] = first[1:] - first[:-1]
+        counts[-1:] = total - first[-1:]
+        cols = feats[first]
+        if n_docs == 1:
+            indptr = np.array([0, cols.size])
+        else:
+            running = np.zeros(total + 1, np.int64)
+            np.cumsum(new, out=running[1:])
+            indptr = running[feat_ptr]
+        vals = (np.log(counts) + 1.0) * self.idf_[cols]
+        if cols.size:
+            # reduceat sums each document on its own, so a row never depends on its chunk-mates.
+            per_doc = indptr[1:] - indptr[:-1]
+            nonempty = per_doc > 0
+            norms = np.sqrt(np.add.reduceat(vals * vals, indptr[:-1][nonempty]))
+            vals /= norms[0] if n_docs == 1 else np.repeat(norms, per_doc[nonempty])
+        return Rows(indptr, cols, vals, n)
+
+    @staticmethod
+    def _group_by_document(uni: np.ndarray, bigram: np.ndarray, lengths: np.ndarray, known: np.ndarray,
+                           bigram_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each document's features contiguous and sorted: its known unigrams and its bigrams."""
+        n_docs = lengths.size
         doc_of = np.repeat(np.arange(n_docs), lengths)
         n_uni = np.bincount(doc_of[known], minlength=n_docs)
         n_bi = np.bincount(doc_of[bigram_at], minlength=n_docs)
-        feat_ptr = np.zeros(n_docs + 1, np.int64)
-        np.cumsum(n_uni + n_bi, out=feat_ptr[1:])
-        feats = np.empty(feat_ptr[-1], np.int64)
-        uni = ids[known]
-        feats[np.arange(uni.size) + np.repeat(feat_ptr[:-1] - _exclusive_cumsum(n_uni), n_uni)] = uni
-        feats[np.arange(bigram.size) + np.repeat(feat_ptr[:-1] + n_uni - _exclusive_cumsum(n_bi), n_bi)] = bigram
-        for a, b in zip(feat_ptr[:-1].tolist(), feat_ptr[1:].tolist()):
+        ptr = np.zeros(n_docs + 1, np.int64)
+        np.cumsum(n_uni + n_bi, out=ptr[1:])
+        feats = np.empty(ptr[-1], np.int64)
+        feats[np.arange(uni.size) + np.repeat(ptr[:-1] - _exclusive_cumsum(n_uni), n_uni)] = uni
+        feats[np.arange(bigram.size) + np.repeat(ptr[:-1] + n_uni - _exclusive_cumsum(n_bi), n_bi)] = bigram
+        for a, b in zip(ptr[:-1].tolist(), ptr[1:].tolist()):
             if b - a > 1:
                 feats[a:b].sort()
-        # Runs of equal ids within a document are one feature and its count.
-        total = feats.size
-        new = np.ones(total, np.bool_)
-        np.not_equal(feats[1:], feats[:-1], out=new[1:])
-        new[feat_ptr[:-1][n_uni + n_bi > 0]] = True
-        first = new.nonzero()[0]
-        counts = np.diff(first, append=total)
-        cols = feats[first]
-        running = np.zeros(total + 1, np.int64)
-        np.cumsum(new, out=running[1:])
-        indptr = running[feat_ptr]
-        vals = (np.log(counts) + 1.0) * self.idf_[cols]
-        per_doc = np.diff(indptr)
-        nonempty = per_doc > 0
-        norms = np.ones(n_docs)
-        if cols.size:
-            # reduceat sums each document on its own, so a row never depends on its chunk-mates.
-            norms[nonempty] = np.sqrt(np.add.reduceat(vals * vals, indptr[:-1][nonempty]))
-        vals /= np.repeat(norms, per_doc)
-        return Rows(indptr, cols, vals, n)
+        return feats, ptr
 
 
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
@@ -292,7 +307,9 @@ class Rows:
         return self.indices[a:b], self.data[a:b]
 
     def to_csr(self) -> sp.csr_matrix:
-        return sp.csr_matrix((self.data, self.indices, self.indptr), shape=(len(self), self.n_features))
+        # int32 index arrays (every vocabulary fits) spare scipy a check-and-downcast per call.
+        return sp.csr_matrix((self.data, self.indices.astype(np.int32), self.indptr.astype(np.int32)),
+                             shape=(len(self), self.n_features))
 
 
 class _UnigramIds(dict):

@@ -10,18 +10,22 @@ open-addressing hash table with one NumPy gather per probe round.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import chain, repeat
 from typing import Final
 
 import numpy as np
 
-__all__ = ["PairHashTable", "WordIds", "KEY_BYTES"]
+__all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds"]
 
 #: Words up to this many bytes are keyed exactly by their bytes; longer ones are looked up one by one.
 KEY_BYTES: Final = 16
 _MASKS: Final = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX2: Final = np.uint64(0xC2B2AE3D27D4EB4F)
+_SCALAR_PROBES: Final = 64
+_SMALL_TEXT_BYTES: Final = 8192  # below this a text goes through dict lookups (about 1,300 words)
+_SMALL_KEYS: Final = 1024
 
 
 class PairHashTable:
@@ -62,16 +66,27 @@ class PairHashTable:
         if not go_on.any():
             return out
         out[~hit] = -1
-        # Keys whose first slot held another key: probe on (few, with a load factor <= 1/2).
+        # Keys whose first slot held another key probe on. Few do (load factor <= 1/2), but a probe
+        # chain can be long; once only a handful of keys are left, scalar probing is cheaper than
+        # another round of array operations.
         at = go_on.nonzero()[0]
         k1, k2, slot = k1[at], k2[at], (slot[at] + 1) & mask
-        while at.size:
+        while at.size > _SCALAR_PROBES:
             rows = table[slot]
             stored = rows[:, 2]
             hit = (rows[:, 0] == k1) & (rows[:, 1] == k2) & (stored != 0)
             out[at[hit]] = stored[hit].astype(np.int64) - 1
             go_on = ~hit & (stored != 0)
             at, k1, k2, slot = at[go_on], k1[go_on], k2[go_on], (slot[go_on] + 1) & mask
+        for i, a, b, j in zip(at.tolist(), k1.tolist(), k2.tolist(), slot.tolist()):
+            while True:
+                x, y, v = table[j].tolist()
+                if v == 0:
+                    break
+                if x == a and y == b:
+                    out[i] = v - 1
+                    break
+                j = (j + 1) & mask
         return out
 
     def add(self, k1: np.ndarray, k2: np.ndarray, values: np.ndarray) -> None:
@@ -92,6 +107,13 @@ class PairHashTable:
         table = self._slots_
         mask = table.shape[0] - 1
         slot = self._slot(k1, k2)
+        self.count += values.size
+        if values.size <= _SCALAR_PROBES:  # a few new words (a server request): no array rounds
+            for a, b, v, j in zip(k1.tolist(), k2.tolist(), values.tolist(), slot.tolist()):
+                while table[j, 2]:
+                    j = (j + 1) & mask
+                table[j] = (a, b, v + 1)
+            return
         pending = np.arange(values.size)
         while pending.size:
             s = slot[pending]
@@ -106,15 +128,38 @@ class PairHashTable:
             pending = pending[left]
             # Every key still pending now sits on an occupied slot: probe the next one.
             slot[pending] = (slot[pending] + 1) & mask
-        self.count += values.size
+
+
+class IntMap:
+    """A fixed int64 → int64 map (keys and values >= 0) for arrays of keys: a :class:`PairHashTable`
+    for chunks, a dict for a handful of keys (a server request), where array rounds cost more than
+    they save. Both hold the same entries."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray) -> None:
+        if keys.shape != values.shape or (keys.size and (keys.min() < 0 or values.min() < 0)):
+            raise ValueError("keys and values must be non-negative and match one to one")
+        self._dict = dict(zip(keys.tolist(), values.tolist()))
+        if len(self._dict) != keys.size:
+            raise ValueError("duplicate keys")
+        self._table = PairHashTable(keys.size)
+        self._table.add(keys.astype(np.uint64), np.zeros(keys.size, np.uint64), values.astype(np.int64))
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        """The value of each key, -1 where absent."""
+        if keys.size < _SMALL_KEYS:
+            return np.fromiter(map(self._dict.get, keys.tolist(), repeat(-1)), np.int64, keys.size)
+        return self._table.get(keys.astype(np.uint64), np.zeros(keys.size, np.uint64))
 
 
 class WordIds:
     """Space-separated words (code-page bytes) → an id per word, for a whole chunk in one go.
 
-    Ids come from ``resolve`` (word bytes → id) the first time a word is met and are remembered in a
-    :class:`PairHashTable`, up to ``max_words`` words (archives have a long tail of rare words;
-    past the cap a new word is resolved on every meeting). Thread-safe: one lock per lookup.
+    Ids come from ``resolve`` (word bytes → id) the first time a word is met and are remembered, up
+    to ``max_words`` words (archives have a long tail of rare words; past the cap a new word is
+    resolved on every meeting). Chunks go through a :class:`PairHashTable`; a text of a few
+    documents (a server request) through a plain dict, ``map(dict.get, words)``, because the array
+    path's fixed cost of some thirty NumPy calls outweighs its per-word gain below ~1,000 words.
+    Both remember what ``resolve`` said, so they cannot disagree. Thread-safe: one lock per lookup.
     """
 
     def __init__(self, resolve: Callable[[bytes], int], max_words: int = 500_000) -> None:
@@ -123,13 +168,18 @@ class WordIds:
         self._resolve = resolve
         self._max_words = max_words
         self._table = PairHashTable()
+        self._small: dict[bytes, int] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return self._table.count
+        """Words remembered (by either path)."""
+        return self._table.count + len(self._small)
 
-    def ids(self, words: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """(id of each word, byte offset of each word in ``words``), in order."""
+    def ids(self, segments: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """The id of every word of every segment, concatenated in order, and each segment's word count."""
+        if sum(map(len, segments)) < _SMALL_TEXT_BYTES:
+            return self._ids_small(segments)
+        words = b" ".join(segments)
         # Padding: one space in front so every word has a start edge, and KEY_BYTES behind so the
         # 8-byte reads of the last word stay inside the buffer.
         buf = np.frombuffer(b" " + words + b" " * KEY_BYTES, np.uint8)
@@ -150,18 +200,41 @@ class WordIds:
                 self._learn(words, k1, k2, offsets, lengths, missing, out)
             for i in long.nonzero()[0].tolist():
                 out[i] = self._resolve(words[offsets[i]: offsets[i] + lengths[i]])
-        return out, offsets
+        # Which segment each word came from: the segments were joined with one space.
+        seg_starts = np.zeros(len(segments), np.int64)
+        np.cumsum(np.fromiter(map(len, segments), np.int64, len(segments))[:-1] + 1, out=seg_starts[1:])
+        return out, np.bincount(seg_starts.searchsorted(offsets, side="right") - 1, minlength=len(segments))
+
+    def _ids_small(self, segments: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        split = [s.split() for s in segments]
+        counts = np.fromiter(map(len, split), np.int64, len(split))
+        found = split[0] if len(split) == 1 else list(chain.from_iterable(split))
+        ids = np.fromiter(map(self._small.get, found, repeat(-1)), np.int64, len(found))
+        missing = (ids < 0).nonzero()[0]
+        if missing.size:
+            with self._lock:
+                for i in missing.tolist():
+                    word = found[i]
+                    known = self._small.get(word)
+                    if known is None:
+                        known = self._resolve(word)
+                        if len(self._small) < self._max_words:
+                            self._small[word] = known
+                    ids[i] = known
+        return ids, counts
 
     def _learn(self, words: bytes, k1: np.ndarray, k2: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
                missing: np.ndarray, out: np.ndarray) -> None:
         at = missing.nonzero()[0]
-        pairs = np.stack((k1[at], k2[at]), axis=1)
-        _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
-        new = at[first]
-        values = np.array([self._resolve(words[o: o + n]) for o, n in zip(offsets[new].tolist(), lengths[new].tolist())],
-                          dtype=np.int64)
-        out[at] = values[inverse.reshape(-1)]
+        found: dict[bytes, int] = {}
+        first: list[int] = []
+        for i, o, n in zip(at.tolist(), offsets[at].tolist(), lengths[at].tolist()):
+            word = words[o: o + n]
+            if word not in found:
+                found[word] = self._resolve(word)
+                first.append(i)
+            out[i] = found[word]
         room = max(0, self._max_words - self._table.count)
         if room:
-            keep = new[:room]
-            self._table.add(k1[keep], k2[keep], values[:room])
+            keep = np.array(first[:room], dtype=np.intp)
+            self._table.add(k1[keep], k2[keep], out[keep])

@@ -39,7 +39,12 @@ def _reference(words: bytes) -> list[int]:
     return [len(w) * 1000 + w[0] for w in words.split()]
 
 
-def test_word_ids_match_a_plain_split_and_lookup() -> None:
+TEXT = (b"  a bb a   ccc " + b"x" * 7 + b" " + b"y" * 8 + b" " + b"z" * 9 + b" " + b"w" * KEY_BYTES + b" "
+        + b"v" * (KEY_BYTES + 1) + b" " + b"v" * (KEY_BYTES + 1) + b"u " + b"a")
+
+
+@pytest.mark.parametrize("copies", [1, 400], ids=["request-sized (dict path)", "chunk-sized (array path)"])
+def test_word_ids_match_a_plain_split_and_lookup(copies: int) -> None:
     calls: list[bytes] = []
 
     def resolve(w: bytes) -> int:
@@ -47,28 +52,27 @@ def test_word_ids_match_a_plain_split_and_lookup() -> None:
         return len(w) * 1000 + w[0]
 
     ids = WordIds(resolve)
-    text = b"  a bb a   ccc " + b"x" * 7 + b" " + b"y" * 8 + b" " + b"z" * 9 + b" " + b"w" * KEY_BYTES + b" " + \
-        b"v" * (KEY_BYTES + 1) + b" " + b"v" * (KEY_BYTES + 1) + b"u " + b"a"
-    got, offsets = ids.ids(text)
-    assert got.tolist() == _reference(text)
-    words = text.split()
-    assert [text[o: o + len(w)] for o, w in zip(offsets.tolist(), words)] == words
-    # Each short word was resolved once however often it occurs; words longer than the key are
-    # resolved at every meeting (their bytes do not fit the exact key).
-    short = [w for w in words if len(w) <= KEY_BYTES]
-    assert sorted(c for c in calls if len(c) <= KEY_BYTES) == sorted(set(short))
+    segments = [TEXT] * copies + [b"", b"   ", b"q"]
+    got, counts = ids.ids(segments)
+    assert got.tolist() == _reference(b" ".join(segments))
+    assert counts.tolist() == [len(s.split()) for s in segments]
+    # Each word that fits the exact key was resolved once however often it occurs; longer words may
+    # be resolved at every meeting.
+    assert sorted(c for c in calls if len(c) <= KEY_BYTES) == sorted({w for w in TEXT.split() + [b"q"]
+                                                                       if len(w) <= KEY_BYTES})
     calls.clear()
-    again, _ = ids.ids(text)
-    assert again.tolist() == got.tolist()
+    assert ids.ids(segments)[0].tolist() == got.tolist()
     assert all(len(c) > KEY_BYTES for c in calls)
-    assert ids.ids(b"")[0].size == 0 and ids.ids(b"    ")[0].size == 0
+    got, counts = ids.ids([b""])
+    assert got.size == 0 and counts.tolist() == [0]
 
 
-def test_word_ids_stop_remembering_at_the_cap_but_stay_correct() -> None:
+@pytest.mark.parametrize("copies", [1, 400])
+def test_word_ids_stop_remembering_at_the_cap_but_stay_correct(copies: int) -> None:
     ids = WordIds(lambda w: int(w), max_words=3)
-    text = b" ".join(str(i).encode() for i in range(1, 50))
+    segments = [b" ".join(str(i).encode() for i in range(1, 50))] * copies
     for _ in range(2):
-        assert ids.ids(text)[0].tolist() == list(range(1, 50))
+        assert ids.ids(segments)[0].tolist() == list(range(1, 50)) * copies
     assert len(ids) == 3
 
 
@@ -79,7 +83,7 @@ def test_word_ids_are_thread_safe() -> None:
 
     def work(t: bytes) -> None:
         for _ in range(3):
-            got = ids.ids(t)[0].tolist()
+            got = ids.ids([t])[0].tolist()
             if got != [int(w[1:]) for w in t.split()]:
                 errors.append("mismatch")
 
