@@ -25,7 +25,8 @@ from tagger.client import TaggerClient
 from tagger.taxonomy import Topic
 from tagger.text import analyze
 from training.data import read_articles
-from training.retrain import _resolve_taxonomy, predict_sets, retrain, wait_until_served
+from training.pipeline import predict_topics
+from training.retrain import _resolve_taxonomy, retrain, wait_until_served
 
 PROBE = {"id": "probe", "title": "واشنطن تفرض عقوبات جديدة على موسكو",
          "text": "أعلنت وزارة الخزانة الأمريكية فرض عقوبات جديدة على شركات روسية وتجميد أصولها."}
@@ -90,7 +91,7 @@ def test_new_topic_added_through_data_alone_is_trained_and_served(live: Setup, t
     gold_ids = {a.id for a in live.data.gold}
     found = [a for a in itertools.islice(read_articles(shared_dir / "corpus/ant-train.jsonl.xz"), 12_000)
              if a.id not in gold_ids and is_environmental(a.title, a.body)][:150]
-    prefill = predict_sets(load_model(live.root).model, found)
+    prefill = predict_topics(load_model(live.root).model, found)
     rows = [article_json(a, [*a.topics, *(["environment"] if is_environmental(a.title, a.body) else [])])
             for a in live.data.gold[BASE_GOLD:1200]]
     rows += [article_json(a, [*(t for t in tx.ids if t in prefill[a.id]), "environment"]) for a in found]

@@ -16,7 +16,7 @@ from training.data import Article, read_articles, read_gold
 from training.fit import TrainConfig, TrainResult, fit_model
 from training.weak import load_keyword_rules, load_section_rules
 
-__all__ = ["train_and_publish", "evaluate_model", "data_fingerprint"]
+__all__ = ["train_and_publish", "evaluate_model", "predict_topics", "data_fingerprint"]
 
 
 def data_fingerprint(path: Path) -> dict:
@@ -24,12 +24,16 @@ def data_fingerprint(path: Path) -> dict:
     return {"path": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
 
+def predict_topics(model: TopicModel, articles: list[Article], version: str = "candidate") -> dict[str, set[str]]:
+    """Each article's chosen topics through the one predict path (Tagger.tag_many)."""
+    tagger = Tagger(LoadedModel(model, {"name": "eval", "version": version}, Path(".")))
+    docs = [Document(id=a.id, title=a.title, body=a.body) for a in articles]
+    return {r.id: {t.topic for t in r.topics} for r in tagger.tag_many(docs)}
+
+
 def evaluate_model(model: TopicModel, gold: list[Article], version: str = "candidate") -> Report:
     """Score a model on gold articles through the one predict path (Tagger.tag_many)."""
-    tagger = Tagger(LoadedModel(model, {"name": "eval", "version": version}, Path(".")))
-    docs = [Document(id=a.id, title=a.title, body=a.body) for a in gold]
-    pred = {r.id: {t.topic for t in r.topics} for r in tagger.tag_many(docs)}
-    return score({a.id: set(a.topics or ()) for a in gold}, pred, model.topics)
+    return score({a.id: set(a.topics or ()) for a in gold}, predict_topics(model, gold, version), model.topics)
 
 
 def train_and_publish(

@@ -36,16 +36,14 @@ from tagger.artifacts import (
     load_model,
     publish_model,
 )
-from tagger.document import Document
 from tagger.io import InputError, read_jsonl
 from tagger.metrics import Report, score
 from tagger.model import TopicModel
-from tagger.tagger import Tagger
 from tagger.taxonomy import Taxonomy, default_taxonomy
 from training.card import render_card
 from training.data import Article, read_articles, read_gold
 from training.fit import TrainConfig, fit_model
-from training.pipeline import data_fingerprint
+from training.pipeline import data_fingerprint, predict_topics
 from training.tags import TagAudit, TagAuditConfig, audit_tags
 from training.weak import load_keyword_rules, load_section_rules
 
@@ -62,7 +60,6 @@ __all__ = [
     "assemble_training_data",
     "compare",
     "main",
-    "predict_sets",
     "read_corrections",
     "retrain",
     "split_by_date",
@@ -188,13 +185,6 @@ class Decision:
         return "\n".join(out)
 
 
-def predict_sets(model: TopicModel, articles: Sequence[Article]) -> dict[str, set[str]]:
-    """Each article's chosen topics, through the one predict path (Tagger.tag_many)."""
-    tagger = Tagger(LoadedModel(model, {"name": "eval", "version": "retrain"}, Path(".")))
-    docs = [Document(id=a.id, title=a.title, body=a.body) for a in articles]
-    return {r.id: {t.topic for t in r.topics} for r in tagger.tag_many(docs)}
-
-
 def _net_losses(truth: Mapping[str, set[str]], live: Mapping[str, set[str]], cand: Mapping[str, set[str]],
                 topic: str) -> int:
     """Articles the candidate gets wrong on ``topic`` and live gets right, minus the reverse."""
@@ -208,12 +198,12 @@ def _net_losses(truth: Mapping[str, set[str]], live: Mapping[str, set[str]], can
 def _compare_one(name: str, gold: Sequence[Article], live: TopicModel | None, candidate: TopicModel,
                  policy: GatePolicy) -> Comparison:
     truth = {a.id: set(a.topics or ()) for a in gold}
-    cand_pred = predict_sets(candidate, gold)
+    cand_pred = predict_topics(candidate, gold)
     cand_report = score(truth, cand_pred, candidate.topics)
     if live is None:
         rows = tuple(TopicGate(m.topic, m.support, None, m.f1, "no live model", False) for m in cand_report.per_topic)
         return Comparison(name, len(gold), None, cand_report.micro_f1, rows, (), cand_report, None)
-    live_pred = predict_sets(live, gold)
+    live_pred = predict_topics(live, gold)
     live_report = score(truth, live_pred, live.topics)
     shared = [t for t in candidate.topics if t in live.topics]
     # micro-F1 over the topics both models have, so a new topic neither helps nor hurts the comparison.
@@ -506,7 +496,7 @@ def retrain(
         tagged_unl = [a for a in data.unlabelled if a.tags] if live is not None else []
         if tagged_gold or tagged_unl:
             # Labels for the audit: gold where an article has it, else what the live model predicts.
-            predicted = predict_sets(live.model, tagged_unl) if tagged_unl else {}
+            predicted = predict_topics(live.model, tagged_unl) if tagged_unl else {}
             labels = [set(a.topics or ()) for a in tagged_gold] + [predicted[a.id] for a in tagged_unl]
             audit = audit_tags([a.tags for a in tagged_gold + tagged_unl], labels, tx.ids, tag_audit,
                                {"gold": len(tagged_gold), "live model": len(tagged_unl)})

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Choose training settings the way the service is used: on outlets the model never saw.
+
+For each candidate setting, leave-one-outlet-out over the gold training articles (Sky News Arabia,
+Al Arabiya, CNN Arabic): train on the other outlets' gold and corpus articles (the held-out outlet's
+corpus articles leave the weak data too), with the training recipe's own cross-validated
+thresholds, and tag the held-out outlet's gold articles. Every gold article is then predicted once
+by a model that never saw its outlet; the pooled scores are the selection criterion. Dev (BBC
+Arabic) is printed beside them for the record only: it takes no part in the choice.
+
+    python bench/outlet_cv.py                               # the shipped defaults
+    python bench/outlet_cv.py --set C=100 --set weak_weight=0.5 --set self_train_hi=0.8,self_train_lo=0.2
+
+Each ``--set`` is one candidate (comma-separated TrainConfig fields); the defaults always run first.
+About 3-4 minutes per candidate on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tagger.metrics import score  # noqa: E402
+from tagger.paths import shared_dir  # noqa: E402
+from tagger.taxonomy import default_taxonomy  # noqa: E402
+from training.data import read_articles, read_gold  # noqa: E402
+from training.fit import TrainConfig, fit_model  # noqa: E402
+from training.pipeline import predict_topics  # noqa: E402
+from training.weak import load_keyword_rules, load_section_rules  # noqa: E402
+
+
+def parse_setting(text: str) -> dict:
+    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    out: dict = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in fields:
+            raise SystemExit(f"unknown TrainConfig field {key!r}; known: {', '.join(fields)}")
+        default = getattr(TrainConfig(), key)
+        out[key] = (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=shared_dir())
+    ap.add_argument("--set", dest="settings", action="append", default=[], help="a candidate: field=value[,field=value]")
+    args = ap.parse_args()
+    tx = default_taxonomy()
+    topics = tx.ids
+    gold = list(read_gold(args.shared / "gold/train.jsonl.xz", tx))
+    dev = list(read_gold(args.shared / "gold/dev.jsonl", tx))
+    corpus = list(read_articles(args.shared / "corpus/ant-train.jsonl.xz"))
+    outlet_of = {a.id: a.outlet for a in corpus}
+    gold = [dataclasses.replace(a, outlet=a.outlet or outlet_of.get(a.id, "")) for a in gold]
+    outlets = sorted({a.outlet for a in gold})
+    if len(outlets) < 2 or "" in outlets:
+        raise SystemExit(f"need every gold article's outlet, got {outlets}")
+    kw, sec = load_keyword_rules(tx), load_section_rules(tx)
+    truth = {a.id: set(a.topics or ()) for a in gold}
+    dev_truth = {a.id: set(a.topics or ()) for a in dev}
+
+    print(f"gold: {len(gold)} articles from {', '.join(f'{o} ({sum(a.outlet == o for a in gold)})' for o in outlets)}; "
+          f"dev: {len(dev)} (record only)\n")
+    head = f"{'candidate':44s} {'LOOO µ':>7s} {'macro':>6s} {'mission':>7s} " + " ".join(f"{t[:5]:>5s}" for t in topics) \
+        + f" {'dev µ':>6s} {'dev san':>7s} {'min':>5s}"
+    print(head)
+    print("-" * len(head))
+    for setting in [""] + args.settings:
+        cfg = dataclasses.replace(TrainConfig(), **parse_setting(setting))
+        t0 = time.perf_counter()
+        pred: dict[str, set[str]] = {}
+        for held in outlets:
+            train_gold = [a for a in gold if a.outlet != held]
+            train_corpus = [a for a in corpus if a.outlet != held]
+            res = fit_model(train_gold, train_corpus, tx, cfg, kw, sec, log=lambda *a: None)
+            pred.update(predict_topics(res.model, [a for a in gold if a.outlet == held]))
+        r = score(truth, pred, topics)
+        full = fit_model(gold, corpus, tx, cfg, kw, sec, log=lambda *a: None)
+        d = score(dev_truth, predict_topics(full.model, dev), topics)
+        san = next(m.f1 for m in d.per_topic if m.topic == "sanctions")
+        print(f"{setting or 'defaults':44s} {r.micro_f1:7.4f} {r.macro_f1:6.3f} {r.mission_f1:7.3f} "
+              + " ".join(f"{m.f1:5.2f}" for m in r.per_topic)
+              + f" {d.micro_f1:6.4f} {san:7.3f} {(time.perf_counter() - t0) / 60:5.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
