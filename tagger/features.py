@@ -28,7 +28,6 @@ _BIGRAM_SEP: Final = " "
 _WORD_IDS_MAX: Final = 500_000
 
 
-
 class NotFittedError(RuntimeError):
     """Raised when a featuriser or model is used before ``fit``."""
 
@@ -289,7 +288,7 @@ def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rows:
     """Featurised documents in CSR layout, without scipy's construction cost (which a one-document
     request would pay in full): row i is ``indices[indptr[i]:indptr[i+1]]`` with ``data`` alike."""
@@ -307,8 +306,10 @@ class Rows:
         return self.indices[a:b], self.data[a:b]
 
     def to_csr(self) -> sp.csr_matrix:
-        # int32 index arrays (every vocabulary fits) spare scipy a check-and-downcast per call.
-        return sp.csr_matrix((self.data, self.indices.astype(np.int32), self.indptr.astype(np.int32)),
+        # int32 index arrays spare scipy a check-and-downcast per call; they hold any vocabulary,
+        # and callers featurise a few hundred documents at a time, far below 2**31 non-zeros.
+        index = np.int32 if self.indices.size < 2**31 else np.int64
+        return sp.csr_matrix((self.data, self.indices.astype(index), self.indptr.astype(index)),
                              shape=(len(self), self.n_features))
 
 

@@ -3,9 +3,10 @@
 A Python dict lookup per word costs ~150 ns on a large vocabulary (a fresh object per word, its
 hash, and cache misses on the entry and the key), which was most of a document's featurisation.
 Here a chunk's words never become Python objects: their bytes are read as two little-endian
-64-bit integers straight out of the text buffer (exact for words of up to 16 bytes, which is all but
-a handful of Arabic words in the one-byte code page of :mod:`tagger.text`) and looked up in an
-open-addressing hash table with one NumPy gather per probe round.
+64-bit integers straight out of the text buffer (an exact key for words of up to 16 bytes with no
+NUL byte, which is all but a handful of Arabic words in the one-byte code page of
+:mod:`tagger.text`; other words are looked up one by one) and looked up in an open-addressing hash
+table with one NumPy gather per probe round.
 """
 from __future__ import annotations
 
@@ -24,14 +25,17 @@ _MASKS: Final = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX2: Final = np.uint64(0xC2B2AE3D27D4EB4F)
 _SCALAR_PROBES: Final = 64
-_SMALL_TEXT_BYTES: Final = 8192  # below this a text goes through dict lookups (about 1,300 words)
+# Word bytes: all but the ASCII whitespace bytes.split() splits on.
+_IN_WORD: Final = np.ones(256, np.bool_)
+_IN_WORD[list(b" \t\n\r\x0b\x0c")] = False
+_SMALL_TEXT_BYTES: Final = 8192  # below this (a whole call's text) words go through dict lookups
 _SMALL_KEYS: Final = 1024
 
 
 class PairHashTable:
     """Open-addressing (linear probing) hash table from a pair of uint64 keys to an int64 value >= 0,
     read and extended a whole array of keys at a time. A slot is one 24-byte row (key, key,
-    value + 1; 0 marks an empty slot), so a probe costs one cache line."""
+    value + 1; 0 marks an empty slot), so a probe reads one 24-byte row."""
 
     def __init__(self, capacity: int = 0) -> None:
         self._alloc(max(16, 1 << int(np.ceil(np.log2(max(capacity, 1) * 2)))))  # load factor <= 1/2
@@ -54,18 +58,20 @@ class PairHashTable:
         return (h >> np.uint64(64 - self._bits)).astype(np.intp)
 
     def get(self, k1: np.ndarray, k2: np.ndarray) -> np.ndarray:
-        """The value of each key pair, -1 where absent."""
+        """The value of each key pair, -1 where absent. The pair (0, 0) is reserved (it marks empty
+        slots): callers never look it up."""
         table = self._slots_
         mask = table.shape[0] - 1
         slot = self._slot(k1, k2)
         rows = table[slot]
-        stored = rows[:, 2]
-        hit = (rows[:, 0] == k1) & (rows[:, 1] == k2) & (stored != 0)
-        out = stored.astype(np.int64) - 1  # -1 where the slot is empty
-        go_on = ~hit & (stored != 0)
+        hit = rows[:, 0] == k1
+        hit &= rows[:, 1] == k2
+        stored = rows[:, 2].view(np.int64)
+        out = np.where(hit, stored - 1, -1)
+        go_on = stored != 0
+        go_on &= ~hit
         if not go_on.any():
             return out
-        out[~hit] = -1
         # Keys whose first slot held another key probe on. Few do (load factor <= 1/2), but a probe
         # chain can be long; once only a handful of keys are left, scalar probing is cheaper than
         # another round of array operations.
@@ -73,9 +79,9 @@ class PairHashTable:
         k1, k2, slot = k1[at], k2[at], (slot[at] + 1) & mask
         while at.size > _SCALAR_PROBES:
             rows = table[slot]
-            stored = rows[:, 2]
-            hit = (rows[:, 0] == k1) & (rows[:, 1] == k2) & (stored != 0)
-            out[at[hit]] = stored[hit].astype(np.int64) - 1
+            hit = (rows[:, 0] == k1) & (rows[:, 1] == k2)
+            stored = rows[:, 2].view(np.int64)
+            out[at[hit]] = stored[hit] - 1
             go_on = ~hit & (stored != 0)
             at, k1, k2, slot = at[go_on], k1[go_on], k2[go_on], (slot[go_on] + 1) & mask
         for i, a, b, j in zip(at.tolist(), k1.tolist(), k2.tolist(), slot.tolist()):
@@ -93,6 +99,8 @@ class PairHashTable:
         """Insert key pairs that are absent and distinct (the caller's promise), growing as needed."""
         if values.size and values.min() < 0:
             raise ValueError("values must be >= 0")
+        if ((k1 == 0) & (k2 == 0)).any():
+            raise ValueError("the key pair (0, 0) is reserved for empty slots")
         if 2 * (self.count + values.size) > self._slots_.shape[0]:
             live = self._slots_[self._slots_[:, 2] != 0]
             size = self._slots_.shape[0]
@@ -142,24 +150,28 @@ class IntMap:
         if len(self._dict) != keys.size:
             raise ValueError("duplicate keys")
         self._table = PairHashTable(keys.size)
-        self._table.add(keys.astype(np.uint64), np.zeros(keys.size, np.uint64), values.astype(np.int64))
+        # Second key 1: (0, 0) marks an empty slot, and 0 is a valid key here.
+        self._table.add(keys.astype(np.uint64), np.ones(keys.size, np.uint64), values.astype(np.int64))
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The value of each key, -1 where absent."""
         if keys.size < _SMALL_KEYS:
             return np.fromiter(map(self._dict.get, keys.tolist(), repeat(-1)), np.int64, keys.size)
-        return self._table.get(keys.astype(np.uint64), np.zeros(keys.size, np.uint64))
+        return self._table.get(keys.astype(np.uint64), np.ones(keys.size, np.uint64))
 
 
 class WordIds:
-    """Space-separated words (code-page bytes) → an id per word, for a whole chunk in one go.
+    """Words (code-page bytes, separated as ``bytes.split()`` separates) → an id per word, for a
+    whole chunk in one go.
 
     Ids come from ``resolve`` (word bytes → id) the first time a word is met and are remembered, up
     to ``max_words`` words (archives have a long tail of rare words; past the cap a new word is
     resolved on every meeting). Chunks go through a :class:`PairHashTable`; a text of a few
     documents (a server request) through a plain dict, ``map(dict.get, words)``, because the array
     path's fixed cost of some thirty NumPy calls outweighs its per-word gain below ~1,000 words.
-    Both remember what ``resolve`` said, so they cannot disagree. Thread-safe: one lock per lookup.
+    Both remember what ``resolve`` said, so they give the same ids; each remembers up to
+    ``max_words`` words. Thread-safe: table reads and every ``resolve`` call happen under one lock
+    (the dict path reads without it; a dict lookup is atomic under the GIL).
     """
 
     def __init__(self, resolve: Callable[[bytes], int], max_words: int = 500_000) -> None:
@@ -172,7 +184,7 @@ class WordIds:
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        """Words remembered (by either path)."""
+        """Words remembered, counted per path (a word both paths met counts twice)."""
         return self._table.count + len(self._small)
 
     def ids(self, segments: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +195,7 @@ class WordIds:
         # Padding: one space in front so every word has a start edge, and KEY_BYTES behind so the
         # 8-byte reads of the last word stay inside the buffer.
         buf = np.frombuffer(b" " + words + b" " * KEY_BYTES, np.uint8)
-        edges = np.diff((buf != 0x20).view(np.int8))
+        edges = np.diff(_IN_WORD[buf].view(np.int8))
         starts = (edges == 1).nonzero()[0] + 1
         lengths = (edges == -1).nonzero()[0] + 1 - starts
         # buf read as uint64 at every byte offset (unaligned reads are fine on the platforms NumPy
@@ -193,12 +205,18 @@ class WordIds:
         k2 = at_offset[starts + 8] & _MASKS[np.clip(lengths - 8, 0, 8)]
         offsets = starts - 1
         with self._lock:
+            # Words longer than the key, and words with a NUL byte (b"a" and b"a\x00" would share a
+            # key; no text tagger.text produces has one), are resolved one by one.
+            one_by_one = lengths > KEY_BYTES
+            if b"\x00" in words:
+                nul = np.zeros(buf.size + 1, np.int64)
+                np.cumsum(buf == 0, out=nul[1:])
+                one_by_one |= nul[starts + lengths] > nul[starts]
             out = self._table.get(k1, k2)
-            long = lengths > KEY_BYTES
-            missing = (out < 0) & ~long
+            missing = (out < 0) & ~one_by_one
             if missing.any():
                 self._learn(words, k1, k2, offsets, lengths, missing, out)
-            for i in long.nonzero()[0].tolist():
+            for i in one_by_one.nonzero()[0].tolist():
                 out[i] = self._resolve(words[offsets[i]: offsets[i] + lengths[i]])
         # Which segment each word came from: the segments were joined with one space.
         seg_starts = np.zeros(len(segments), np.int64)

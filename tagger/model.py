@@ -72,7 +72,9 @@ class TopicModel:
         """
         if len(rows) == 1:
             idx, vals = rows.row(0)
-            out = np.add.reduce(self.coef[idx] * vals[:, None], axis=0, keepdims=True) if idx.size \
+            # cumsum adds strictly in order, as scipy does; np.add.reduce would switch to pairwise
+            # summation for a one-topic model.
+            out = np.cumsum(self.coef[idx] * vals[:, None], axis=0)[-1:] if idx.size \
                 else np.zeros((1, len(self.topics)))
         else:
             out = rows.to_csr() @ self.coef

@@ -12,6 +12,7 @@ import numpy as np
 
 from tagger.artifacts import LoadedModel
 from tagger.document import Document
+from tagger.features import Rows
 from tagger.model import Evidence
 from tagger.taxonomy import UnknownTopicError
 
@@ -19,6 +20,9 @@ __all__ = ["Tagger", "TagOptions", "TagResult", "TopicScore", "InvalidDocumentEr
 
 #: Longest text scored as is; longer text is truncated (flagged) or rejected, by ``on_too_long``.
 DEFAULT_MAX_CHARS = 100_000
+#: Documents featurised and scored together by ``tag_many``: large enough to amortise the vectorised
+#: pass, small enough to bound its memory (~30 KB per typical article, ~2 MB at DEFAULT_MAX_CHARS).
+_CHUNK_DOCS = 512
 
 
 class InvalidDocumentError(ValueError):
@@ -91,10 +95,13 @@ class TagResult:
     def to_json_line(self) -> str:
         """``json.dumps(self.to_json(), ensure_ascii=False)``, built directly: batch output writes one
         per document, and the generic encoder walking a fresh dict was a sixth of the batch's time."""
-        if any(t.evidence for t in self.topics):
+        values = tuple(map(float, self.scores.values()))
+        if any(t.evidence for t in self.topics) or not all(map(math.isfinite, values)):
             return json.dumps(self.to_json(), ensure_ascii=False)
-        topics = ", ".join([f'{{"topic": {_json_str(t.topic)}, "score": {round(t.score, 4)!r}}}' for t in self.topics])
-        scores = _scores_format(tuple(self.scores)) % tuple(map(round, self.scores.values(), repeat(4)))
+        topics = ", ".join(
+            [f'{{"topic": {_json_str(t.topic)}, "score": {round(float(t.score), 4)!r}}}' for t in self.topics]
+        )
+        scores = _scores_format(tuple(self.scores)) % tuple(map(round, values, repeat(4)))
         tags = ", ".join(map(_json_str, self.dropped_tags))
         truncated = ', "truncated": true' if self.truncated else ""
         return (
@@ -154,14 +161,23 @@ class Tagger:
     def tag_many(self, docs: Sequence[Document], options: TagOptions = TagOptions()) -> list[TagResult]:
         """Tag documents in order. Raises InvalidDocumentError naming the first bad document.
 
-        The documents are featurised and scored together (one vectorised pass per call), so callers
-        with many documents should pass them in chunks of a few hundred.
+        Documents are featurised and scored together, a few hundred at a time (one vectorised pass
+        each; memory stays bounded however many are passed). A document's scores do not depend on
+        its neighbours, so results are the same one by one or all at once.
         """
         model = self.loaded.model
         options.validate(model.topics)
         prepared = [self.check(d) for d in docs]
-        rows = model.featurizer.rows_documents([(title, body) for title, body, _ in prepared])
-        scores = model.scores_rows(rows)
+        results: list[TagResult] = []
+        for start in range(0, len(docs), _CHUNK_DOCS):
+            part = prepared[start:start + _CHUNK_DOCS]
+            rows = model.featurizer.rows_documents([(title, body) for title, body, _ in part])
+            results.extend(self._results(docs[start:start + _CHUNK_DOCS], part, rows, model.scores_rows(rows), options))
+        return results
+
+    def _results(self, docs: Sequence[Document], prepared: Sequence[tuple[str, str, bool]], rows: Rows,
+                 scores: np.ndarray, options: TagOptions) -> list[TagResult]:
+        model = self.loaded.model
         thresholds = (
             np.full(len(model.topics), float(options.threshold)) if options.threshold is not None else model.thresholds
         )

@@ -126,7 +126,6 @@ _ENCODING_MAP, _NORM_BYTES, _WORD_BYTES, _DELETE_BYTES = _build_fast_tables()
 # As _NORM_BYTES, but the line breaks of str.splitlines() inside the code page stay line breaks.
 _LINE_BREAKS: Final = "\n\r\x0b\x0c\x1c\x1d\x1e"
 _FOLD_BYTES: Final = bytes(0x0A if chr(i) in _LINE_BREAKS else b for i, b in enumerate(_NORM_BYTES))
-_WHITESPACE: Final = re.compile(r"\s")
 _encode: Final = codecs.charmap_encode
 _decode: Final = codecs.charmap_decode
 
@@ -176,7 +175,7 @@ class LineStartFilter:
         try:
             raw = _encode(text, "strict", _ENCODING_MAP)[0]
         except UnicodeEncodeError:
-            folded = "\n".join(_WHITESPACE.sub(" ", _fold_reference(line)) for line in text.splitlines())
+            folded = "\n".join(map(_fold_reference, text.splitlines()))
             if self._str.search("\n" + folded):
                 return None
             return [line for line in map(str.strip, text.splitlines()) if line]
@@ -293,7 +292,7 @@ def document_tokens(title: str, body: str) -> list[str]:
 def document_word_bytes(title: str, body: str) -> bytes | None:
     """:func:`document_tokens` one step early and unsplit: the same words, normalised but not yet
     stemmed, as space-separated code-page bytes (``word_stem(w)`` of each word of ``.split()`` gives
-    the tokens). A batch featuriser can map these straight to feature ids with one dict lookup per
+    the tokens). A batch featuriser can map these straight to feature ids with one lookup per
     word, never building a str per word. None when the text does not fit the code page; use
     :func:`document_tokens` then."""
     body_words = _word_bytes(body)

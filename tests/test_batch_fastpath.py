@@ -275,3 +275,26 @@ def test_json_lines_equal_json_dumps(articles: list[dict], loaded: LoadedModel) 
     for options in (TagOptions(), TagOptions(explain=True), TagOptions(threshold=0.0), TagOptions(topics=("sanctions",))):
         for r in tagger.tag_many(docs, options):
             assert r.to_json_line() == json.dumps(r.to_json(), ensure_ascii=False)
+
+
+def test_a_one_topic_model_scores_the_same_alone_and_in_a_chunk(articles: list[dict]) -> None:
+    """With one topic NumPy would sum a document's terms pairwise, not in order as scipy does."""
+    from tagger.model import TopicModel
+
+    tokens = [document_tokens(a["title"], a["text"]) for a in articles[:120]]
+    feat = TfidfFeaturizer(min_df=1, max_features=5_000).fit(tokens)
+    rng = np.random.default_rng(0)
+    model = TopicModel(feat, ["only"], rng.standard_normal((feat.n_features, 1)), [0.1], [0.5])
+    together = model.scores_rows(feat.rows_tokens(tokens))
+    alone = np.vstack([model.scores_rows(feat.rows_tokens([t])) for t in tokens])
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_tag_many_in_internal_chunks_equals_one_by_one(articles: list[dict], loaded: LoadedModel) -> None:
+    from tagger.document import from_fields
+    from tagger.tagger import Tagger
+
+    tagger = Tagger(loaded)
+    docs = [from_fields(id=str(i), title=a["title"], text=a["text"]) for i, a in enumerate(articles[:700])]
+    many = tagger.tag_many(docs)  # more than one internal chunk
+    assert [r.to_json() for r in many] == [tagger.tag(d).to_json() for d in docs]

@@ -28,18 +28,20 @@ def test_pair_table_finds_every_key_and_only_those_through_growth() -> None:
 def test_pair_table_handles_keys_that_share_slots() -> None:
     """Consecutive small keys and a full probe chain: linear probing must walk past every neighbour."""
     table = PairHashTable(capacity=8)
-    k1 = np.arange(8, dtype=np.uint64)
-    table.add(k1, np.zeros(8, np.uint64), np.arange(8) * 10)
-    np.testing.assert_array_equal(table.get(k1, np.zeros(8, np.uint64)), np.arange(8) * 10)
-    with pytest.raises(ValueError):
+    k1, ones = np.arange(8, dtype=np.uint64), np.ones(8, np.uint64)
+    table.add(k1, ones, np.arange(8) * 10)
+    np.testing.assert_array_equal(table.get(k1, ones), np.arange(8) * 10)
+    with pytest.raises(ValueError, match=">= 0"):
         table.add(np.array([99], np.uint64), np.array([0], np.uint64), np.array([-5]))
+    with pytest.raises(ValueError, match="reserved"):
+        table.add(np.array([0], np.uint64), np.array([0], np.uint64), np.array([1]))
 
 
 def _reference(words: bytes) -> list[int]:
     return [len(w) * 1000 + w[0] for w in words.split()]
 
 
-TEXT = (b"  a bb a   ccc " + b"x" * 7 + b" " + b"y" * 8 + b" " + b"z" * 9 + b" " + b"w" * KEY_BYTES + b" "
+TEXT = (b"  a bb\ta \x00 \x00\x00 \r\n ccc " + b"x" * 7 + b" " + b"y" * 8 + b" " + b"z" * 9 + b" " + b"w" * KEY_BYTES + b" "
         + b"v" * (KEY_BYTES + 1) + b" " + b"v" * (KEY_BYTES + 1) + b"u " + b"a")
 
 
@@ -58,11 +60,11 @@ def test_word_ids_match_a_plain_split_and_lookup(copies: int) -> None:
     assert counts.tolist() == [len(s.split()) for s in segments]
     # Each word that fits the exact key was resolved once however often it occurs; longer words may
     # be resolved at every meeting.
-    assert sorted(c for c in calls if len(c) <= KEY_BYTES) == sorted({w for w in TEXT.split() + [b"q"]
-                                                                       if len(w) <= KEY_BYTES})
+    exact = {w for w in TEXT.split() + [b"q"] if len(w) <= KEY_BYTES and w.strip(b"\x00")}
+    assert sorted(c for c in calls if c in exact) == sorted(exact)
     calls.clear()
     assert ids.ids(segments)[0].tolist() == got.tolist()
-    assert all(len(c) > KEY_BYTES for c in calls)
+    assert not set(calls) & exact
     got, counts = ids.ids([b""])
     assert got.size == 0 and counts.tolist() == [0]
 
@@ -93,3 +95,13 @@ def test_word_ids_are_thread_safe() -> None:
     for th in threads:
         th.join()
     assert not errors
+
+
+def test_words_with_nul_bytes_never_share_a_key() -> None:
+    """b"a" and b"a\\x00" have the same 16 key bytes; the array path must still tell them apart."""
+    ids = WordIds(lambda w: len(w) * 1000 + w[0])
+    words = [b"a", b"a\x00", b"abcdefgh", b"abcdefgh\x00", b"\x00a", b"b"]
+    segments = [b" ".join(words)] * 600  # over the dict-path size: the array path
+    expected = [len(w) * 1000 + w[0] for w in words] * 600
+    for _ in range(2):
+        assert ids.ids(segments)[0].tolist() == expected
