@@ -226,14 +226,15 @@ class TfidfFeaturizer:
             ends = np.cumsum(lengths[:-1])
             pair_ok[ends[(ends > 0) & (ends < ids.size)] - 1] = False
         starts_at = pair_ok.nonzero()[0]
-        bigram = self._bigrams.get(ids[starts_at] * (n + 1) + ids[starts_at + 1])
-        found = bigram >= 0
+        keys = ids[starts_at] * (n + 1) + ids[starts_at + 1]
         known = ids < n
-        if n_docs == 1:
-            feats = np.concatenate((ids[known], bigram[found]))
+        if n_docs == 1:  # a server request: which bigrams occur is all it needs, not where
+            feats = np.concatenate((ids[known], self._bigrams.present(keys)))
             feats.sort()
             feat_ptr = np.array([0, feats.size])
         else:
+            bigram = self._bigrams.get(keys)
+            found = bigram >= 0
             feats, feat_ptr = self._group_by_document(ids[known], bigram[found], lengths, known, starts_at[found])
         # Runs of equal ids within a document are one feature and its count.
         total = feats.size

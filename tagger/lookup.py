@@ -140,14 +140,15 @@ class PairHashTable:
 
 class IntMap:
     """A fixed int64 → int64 map (keys and values >= 0) for arrays of keys: a :class:`PairHashTable`
-    for chunks, a dict for a handful of keys (a server request), where array rounds cost more than
-    they save. Both hold the same entries."""
+    for chunks, binary search in the sorted keys for a handful (a server request), where array
+    rounds cost more than they save. Both hold the same entries."""
 
     def __init__(self, keys: np.ndarray, values: np.ndarray) -> None:
         if keys.shape != values.shape or (keys.size and (keys.min() < 0 or values.min() < 0)):
             raise ValueError("keys and values must be non-negative and match one to one")
-        self._dict = dict(zip(keys.tolist(), values.tolist()))
-        if len(self._dict) != keys.size:
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._values = keys[order].astype(np.int64), values[order].astype(np.int64)
+        if self._keys.size and (self._keys[1:] == self._keys[:-1]).any():
             raise ValueError("duplicate keys")
         self._table = PairHashTable(keys.size)
         # Second key 1: (0, 0) marks an empty slot, and 0 is a valid key here.
@@ -155,9 +156,26 @@ class IntMap:
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The value of each key, -1 where absent."""
-        if keys.size < _SMALL_KEYS:
-            return np.fromiter(map(self._dict.get, keys.tolist(), repeat(-1)), np.int64, keys.size)
-        return self._table.get(keys.astype(np.uint64), np.ones(keys.size, np.uint64))
+        if keys.size >= _SMALL_KEYS:
+            return self._table.get(keys.astype(np.uint64), np.ones(keys.size, np.uint64))
+        order = np.argsort(keys)
+        out = np.empty(keys.size, np.int64)
+        out[order] = self.present(keys[order], sorted_keys=True, absent=-1)
+        return out
+
+    def present(self, keys: np.ndarray, *, sorted_keys: bool = False, absent: int | None = None) -> np.ndarray:
+        """The values of ``keys`` (in sorted-key order), leaving out absent keys (or giving
+        ``absent`` for them). Sorted queries make the binary search cache-friendly."""
+        if not sorted_keys:
+            keys = np.sort(keys)
+        if not self._keys.size:
+            return np.empty(0, np.int64) if absent is None else np.full(keys.size, absent, np.int64)
+        pos = self._keys.searchsorted(keys)
+        np.minimum(pos, self._keys.size - 1, out=pos)
+        hit = self._keys[pos] == keys
+        if absent is None:
+            return self._values[pos[hit]]
+        return np.where(hit, self._values[pos], absent)
 
 
 class WordIds:

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from tagger.lookup import KEY_BYTES, PairHashTable, WordIds
+from tagger.lookup import KEY_BYTES, IntMap, PairHashTable, WordIds
 
 
 def test_pair_table_finds_every_key_and_only_those_through_growth() -> None:
@@ -105,3 +105,21 @@ def test_words_with_nul_bytes_never_share_a_key() -> None:
     expected = [len(w) * 1000 + w[0] for w in words] * 600
     for _ in range(2):
         assert ids.ids(segments)[0].tolist() == expected
+
+
+@pytest.mark.parametrize("n_queries", [50, 5_000], ids=["binary search", "hash table"])
+def test_int_map_gets_values_in_query_order(n_queries: int) -> None:
+    rng = np.random.default_rng(1)
+    keys = rng.choice(10**10, size=3_000, replace=False).astype(np.int64)
+    keys[0] = 0  # zero is a valid key
+    values = rng.integers(0, 10**6, size=keys.size)
+    m = IntMap(keys, values)
+    lookup = dict(zip(keys.tolist(), values.tolist()))
+    queries = np.where(rng.random(n_queries) < 0.5, rng.choice(keys, n_queries), rng.integers(0, 10**10, n_queries))
+    expected = [lookup.get(q, -1) for q in queries.tolist()]
+    assert m.get(queries).tolist() == expected
+    assert sorted(m.present(queries).tolist()) == sorted(v for v in expected if v >= 0)
+    assert IntMap(np.empty(0, np.int64), np.empty(0, np.int64)).get(queries).tolist() == [-1] * n_queries
+    assert IntMap(np.empty(0, np.int64), np.empty(0, np.int64)).present(queries).size == 0
+    with pytest.raises(ValueError, match="duplicate"):
+        IntMap(np.array([3, 3]), np.array([1, 2]))
