@@ -97,7 +97,7 @@ def test_seed_article_is_diplomacy_military_sanctions(client: TaggerClient, seed
     assert result.id == "seed"
     assert {t.topic for t in result.topics} == MISSION
     assert [t.score for t in result.topics] == sorted((t.score for t in result.topics), reverse=True)
-    assert result.model_version == "arabic-news-topics/1"
+    assert result.model_version == loaded.version
     assert "روسيا" in result.dropped_tags  # the page's own tag line is reported, not used
     local = Tagger(loaded).tag(parse_page(seed, "seed"))
     assert list(result.scores) == list(loaded.model.topics)
@@ -151,7 +151,7 @@ def test_list_topics(stub: pb_grpc.TopicTaggerStub, loaded: LoadedModel) -> None
 def test_get_model_info_is_the_manifest(stub: pb_grpc.TopicTaggerStub, loaded: LoadedModel) -> None:
     info = stub.GetModelInfo(pb.GetModelInfoRequest())
     m = loaded.manifest
-    assert info.version == "arabic-news-topics/1" and info.name == m["name"]
+    assert info.version == loaded.version and info.name == m["name"]
     assert list(info.topics) == m["topics"]
     assert dict(info.thresholds) == pytest.approx(m["thresholds"])
     assert info.library_versions["scikit-learn"] == m["versions"]["scikit-learn"]
@@ -327,7 +327,9 @@ def test_deadline_is_respected_and_the_server_stops_working(strict: TaggerServer
 
 
 # ------------------------------------------------------------------ metrics
-def test_prometheus_metrics(server: TaggerServer, client: TaggerClient, stub: pb_grpc.TopicTaggerStub) -> None:
+def test_prometheus_metrics(
+    server: TaggerServer, client: TaggerClient, stub: pb_grpc.TopicTaggerStub, loaded: LoadedModel
+) -> None:
     client.tag({"text": "خبر عن الاقتصاد"})
     client.tag_batch([{"text": "خبر"}] * 3)
     status_of(stub.Tag, tag_request(id="empty"))
@@ -339,7 +341,7 @@ def test_prometheus_metrics(server: TaggerServer, client: TaggerClient, stub: pb
         'tagger_grpc_request_duration_seconds_bucket{le="0.005",method="Tag"}',
         'tagger_documents_tagged_total{method="TagBatch"}',
         'tagger_batch_documents_bucket{le="5.0"}',
-        'tagger_model_info{version="arabic-news-topics/1"} 1.0',
+        f'tagger_model_info{{version="{loaded.version}"}} 1.0',
         "tagger_grpc_inflight_requests",
         "tagger_documents_truncated_total",
     ):

@@ -42,7 +42,7 @@ __all__ = ["TrainConfig", "TrainResult", "fit_model"]
 class TrainConfig:
     seed: int = 0
     min_df: int = 2
-    max_features: int = 100_000
+    max_features: int = 50_000
     C: float = 30.0
     weak_weight: float = 0.3
     use_sections: bool = True
