@@ -182,9 +182,9 @@ class WordIds:
     """Words (code-page bytes, separated as ``bytes.split()`` separates) → an id per word, for a
     whole chunk in one go.
 
-    Ids come from ``resolve`` (word bytes → id) the first time a word is met and are remembered, up
-    to ``max_words`` words (archives have a long tail of rare words; past the cap a new word is
-    resolved on every meeting). Chunks go through a :class:`PairHashTable`; a text of a few
+    Ids come from ``resolve`` (word bytes → id) the first time a word is met and are remembered
+    (bounded: archives have a long tail of rare words; past the cap a new word is resolved on every
+    meeting). Chunks go through a :class:`PairHashTable`; a text of a few
     documents (a server request) through a plain dict, ``map(dict.get, words)``, because the array
     path's fixed cost of some thirty NumPy calls outweighs its per-word gain below ~1,000 words.
     Both remember what ``resolve`` said, so they give the same ids; each remembers up to

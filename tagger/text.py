@@ -60,12 +60,15 @@ _TOKEN: Final = re.compile(r"[^\W_]+")
 
 
 # ------------------------------------------------------------------------------ reference path
+def _fold_reference(text: str) -> str:
+    """Character-level normalisation (the reference): fold letters and digits, drop marks, lower Latin."""
+    text = text.translate(_TABLE)
+    return text if text.isascii() else text.lower()  # non-ASCII Latin (É, Ü …); Arabic is unaffected
+
+
 def _normalize_reference(text: str) -> str:
     """The definition of :func:`normalize`; the fast path must match it exactly."""
-    text = text.translate(_TABLE)
-    if not text.isascii():
-        text = text.lower()  # non-ASCII Latin (É, Ü …); Arabic is unaffected
-    return _WS.sub(" ", text).strip()
+    return _WS.sub(" ", _fold_reference(text)).strip()
 
 
 def _tokenize_reference(text: str) -> list[str]:
@@ -186,11 +189,6 @@ class LineStartFilter:
         # str.split("\n") is str.splitlines() (bar empty lines, which are dropped), and much cheaper.
         lines = text.split("\n") if folded_bytes.count(b"\n") == raw.count(b"\n") else text.splitlines()
         return [line for line in map(str.strip, lines) if line]
-
-
-def _fold_reference(text: str) -> str:
-    text = text.translate(_TABLE)
-    return text if text.isascii() else text.lower()
 
 
 def tokenize(text: str) -> list[str]:

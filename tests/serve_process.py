@@ -8,6 +8,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TypeVar
+
+from tagger.client import TaggerClient
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,3 +66,26 @@ class ServeProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+_Load = TypeVar("_Load", bound="ClientLoad")
+
+
+class ClientLoad:
+    """Client threads that run from the start of a with-block until its end; then they are told to
+    stop (``stop``), joined, and the client is closed. Subclasses set ``client``, ``stop`` and ``threads``."""
+
+    client: TaggerClient
+    stop: threading.Event
+    threads: list[threading.Thread]
+
+    def __enter__(self: _Load) -> _Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+        self.client.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_process import ServeProcess
+from serve_process import ClientLoad, ServeProcess
 
 from tagger.client import TaggerClient
 from tagger.paths import default_model_root
@@ -42,7 +42,7 @@ def publish_copy(root: Path, version: int) -> None:
     os.rename(tmp, root / str(version))
 
 
-class Load:
+class Load(ClientLoad):
     """Client threads calling Tag, TagBatch and TagStream until stopped; counts versions and errors."""
 
     def __init__(self, port: int, seed: str) -> None:
@@ -86,17 +86,6 @@ class Load:
             assert result.id == str(expected), "stream answers out of order or lost"
             expected += 1
             self._record("TagStream", result)
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-        self.client.close()
 
     def total(self) -> int:
         return sum(sum(c.values()) for c in self.seen.values())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_process import ServeProcess
+from serve_process import ClientLoad, ServeProcess
 
 from tagger.client import TaggerClient
 from tagger.taxonomy import Taxonomy, default_taxonomy
@@ -119,7 +119,7 @@ class Serve(ServeProcess):
                          "--grace", "5", "--model", str(model_root), start_timeout=120)
 
 
-class Load:
+class Load(ClientLoad):
     """Client threads tagging one document in a loop until stopped: counts answers per model version
     (in order of arrival) and collects every failure."""
 
@@ -152,14 +152,3 @@ class Load:
             if self.count(version) >= n or self.errors:
                 break
             self.stop.wait(0.05)
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-        self.client.close()
