@@ -2,15 +2,17 @@
 
 It computes exactly what scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
 smooth_idf=True, norm="l2")`` computes on the same tokens (tests hold it to that), but it is built
-for serving speed: unigrams are looked up with one C-level ``map`` over an id dict whose keys are
-interned like the analyser's stems, and bigrams are resolved in NumPy as integer pairs against a
-sorted key array, so no bigram string is ever built at predict time. That trick needs every
-vocabulary bigram's two words to be vocabulary unigrams, which ``fit`` ensures. ``row`` is a few
-dozen NumPy calls per document whatever its length; that, and one dict lookup per token, is the cost.
+for serving speed: a document's normalised words go to unigram ids through a compiled hash-table
+lookup (:class:`tagger.lookup.WordIds`; the stemmer and the vocabulary are consulted once per new
+word), and bigrams are resolved as integer pairs of unigram ids in the same compiled pass that
+builds the rows (:func:`tagger.kernels.tfidf_rows`), so no token or bigram string is built at
+predict time. That needs every vocabulary bigram's two words to be vocabulary unigrams, which
+``fit`` ensures.
 """
 from __future__ import annotations
 
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Final
 import numpy as np
 import scipy.sparse as sp
 
+from tagger.kernels import tfidf_rows
 from tagger.lookup import IntMap, WordIds
 from tagger.text import document_tokens, document_word_bytes, tokenize, word_stem
 
@@ -26,6 +29,8 @@ __all__ = ["TfidfFeaturizer", "Rows", "NotFittedError"]
 
 _BIGRAM_SEP: Final = " "
 _WORD_IDS_MAX: Final = 500_000
+# 1 + log(tf) for the term counts nearly every document has; the kernel computes rarer ones.
+_LOG_TF: Final = np.concatenate(([0.0], np.log(np.arange(1, 1024, dtype=np.float64)) + 1.0))
 
 
 class NotFittedError(RuntimeError):
@@ -89,7 +94,7 @@ class TfidfFeaturizer:
     ) -> TfidfFeaturizer:
         """Rebuild a fitted featuriser from its feature names (in column order) and idf."""
         feat = cls(min_df=min_df, max_features=max_features)
-        idf = np.asarray(idf, dtype=np.float64)
+        idf = np.ascontiguousarray(idf, dtype=np.float64)
         if idf.shape != (len(vocabulary),):
             raise ValueError(f"idf has shape {idf.shape}, expected ({len(vocabulary)},)")
         feat.vocabulary_ = {g: i for i, g in enumerate(vocabulary)}
@@ -120,12 +125,13 @@ class TfidfFeaturizer:
                 cols.append(i)
         self._bigrams = IntMap(np.array(keys, dtype=np.int64), np.array(cols, dtype=np.int64))
         self._n = n
+        self._scratch = threading.local()
         self._fitted = True
 
     def __getstate__(self) -> dict:
         # The lookup index is derived data: rebuild it on load rather than store it twice.
         state = self.__dict__.copy()
-        for k in ("_unigram_ids", "_word_ids", "_bigrams", "_n"):
+        for k in ("_unigram_ids", "_word_ids", "_bigrams", "_n", "_scratch"):
             state.pop(k, None)
         return state
 
@@ -152,7 +158,7 @@ class TfidfFeaturizer:
         return names
 
     def row(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """One document's (feature indices, L2-normalised tf-idf values), indices unique and sorted."""
+        """One document's (feature indices, L2-normalised tf-idf values), indices unique."""
         return self.rows_tokens([tokens]).row(0)
 
     def rows_tokens(self, token_lists: Iterable[Sequence[str]]) -> Rows:
@@ -212,81 +218,17 @@ class TfidfFeaturizer:
 
     def _rows_from_ids(self, ids: np.ndarray, lengths: np.ndarray) -> Rows:
         """The one TF-IDF builder: documents given as consecutive runs of unigram ids (n = unknown)
-        → L2-normalised sublinear TF-IDF rows, indices sorted.
-
-        Vectorised over the whole chunk; the only per-document Python is one in-place sort of a few
-        hundred ids, which beats one big sort. A single document (a server request) skips the
-        chunk bookkeeping, which would be most of its cost; the arithmetic is the same calls on the
-        same values, so it gets the same bits as inside a chunk (a test holds it to that).
-        """
-        n, n_docs = self._n, lengths.size
-        # Bigrams: adjacent known ids in the same document, looked up in the bigram map.
-        pair_ok = (ids[:-1] < n) & (ids[1:] < n)
-        if n_docs > 1:
-            ends = np.cumsum(lengths[:-1])
-            pair_ok[ends[(ends > 0) & (ends < ids.size)] - 1] = False
-        starts_at = pair_ok.nonzero()[0]
-        keys = ids[starts_at] * (n + 1) + ids[starts_at + 1]
-        known = ids < n
-        if n_docs == 1:  # a server request: which bigrams occur is all it needs, not where
-            feats = np.concatenate((ids[known], self._bigrams.present(keys)))
-            feats.sort()
-            feat_ptr = np.array([0, feats.size])
-        else:
-            bigram = self._bigrams.get(keys)
-            found = bigram >= 0
-            feats, feat_ptr = self._group_by_document(ids[known], bigram[found], lengths, known, starts_at[found])
-        # Runs of equal ids within a document are one feature and its count.
-        total = feats.size
-        new = np.empty(total, np.bool_)
-        if total:
-            new[0] = True
-            np.not_equal(feats[1:], feats[:-1], out=new[1:])
-        if n_docs > 1:
-            new[feat_ptr[:-1][feat_ptr[:-1] < total]] = True
-        first = new.nonzero()[0]
-        counts = np.empty(first.size, np.int64)
-        counts[:-1] = first[1:] - first[:-1]
-        counts[-1:] = total - first[-1:]
-        cols = feats[first]
-        if n_docs == 1:
-            indptr = np.array([0, cols.size])
-        else:
-            running = np.zeros(total + 1, np.int64)
-            np.cumsum(new, out=running[1:])
-            indptr = running[feat_ptr]
-        vals = (np.log(counts) + 1.0) * self.idf_[cols]
-        if cols.size:
-            # reduceat sums each document on its own, so a row never depends on its chunk-mates.
-            per_doc = indptr[1:] - indptr[:-1]
-            nonempty = per_doc > 0
-            norms = np.sqrt(np.add.reduceat(vals * vals, indptr[:-1][nonempty]))
-            vals /= norms[0] if n_docs == 1 else np.repeat(norms, per_doc[nonempty])
-        return Rows(indptr, cols, vals, n)
-
-    @staticmethod
-    def _group_by_document(uni: np.ndarray, bigram: np.ndarray, lengths: np.ndarray, known: np.ndarray,
-                           bigram_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each document's features contiguous and sorted: its known unigrams and its bigrams."""
-        n_docs = lengths.size
-        doc_of = np.repeat(np.arange(n_docs), lengths)
-        n_uni = np.bincount(doc_of[known], minlength=n_docs)
-        n_bi = np.bincount(doc_of[bigram_at], minlength=n_docs)
-        ptr = np.zeros(n_docs + 1, np.int64)
-        np.cumsum(n_uni + n_bi, out=ptr[1:])
-        feats = np.empty(ptr[-1], np.int64)
-        feats[np.arange(uni.size) + np.repeat(ptr[:-1] - _exclusive_cumsum(n_uni), n_uni)] = uni
-        feats[np.arange(bigram.size) + np.repeat(ptr[:-1] + n_uni - _exclusive_cumsum(n_bi), n_bi)] = bigram
-        for a, b in zip(ptr[:-1].tolist(), ptr[1:].tolist()):
-            if b - a > 1:
-                feats[a:b].sort()
-        return feats, ptr
-
-
-def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
-    out = np.zeros(a.size, np.int64)
-    np.cumsum(a[:-1], out=out[1:])
-    return out
+        → L2-normalised sublinear TF-IDF rows (:func:`tagger.kernels.tfidf_rows`, one compiled
+        pass). Each document is computed on its own, so it gets the same bits alone as inside any
+        chunk; a row's indices are unique, in order of first occurrence."""
+        scratch = self._scratch.__dict__
+        counts = scratch.get("counts")
+        if counts is None:  # per thread: the kernel releases the GIL
+            counts = scratch["counts"] = np.zeros(self._n + 1, np.int32)
+        table = self._bigrams.table
+        indptr, cols, vals = tfidf_rows(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(lengths, np.int64),
+                                        self._n, table.slots, table.shift, self.idf_, _LOG_TF, counts)
+        return Rows(indptr, cols, vals, self._n)
 
 
 @dataclass(frozen=True, eq=False)

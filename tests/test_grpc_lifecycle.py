@@ -121,11 +121,19 @@ def test_publish_and_sigterm_under_load_fail_no_rpc(model_root: Path, shared_dir
             publish_copy(model_root, 2)
             load.wait_for(lambda: all(c[f"{NAME}/2"] >= 5 for c in load.seen.values()), "the switch to version 2")
 
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-                metrics = response.read().decode()
-            # Summed over both workers; each worker reports the version it serves.
+            # Summed over both workers; each worker reports the version it serves. A worker swaps
+            # the model, then updates its gauge: a loaded machine can serve a few requests between.
+            serving_v2 = rf'tagger_model_info\{{pid="\d+",version="{NAME}/2"\}} 1\.0'
+            metrics = ""
+
+            def both_report_v2() -> bool:
+                nonlocal metrics
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+                    metrics = response.read().decode()
+                return len(re.findall(serving_v2, metrics)) == 2
+
+            load.wait_for(both_report_v2, "both workers' model_info gauge on version 2")
             assert re.search(r'tagger_grpc_requests_total\{code="OK",method="Tag"\} [1-9]', metrics), metrics
-            assert len(re.findall(rf'tagger_model_info\{{pid="\d+",version="{NAME}/2"\}} 1\.0', metrics)) == 2
 
             # A replacement takes the same port (SO_REUSEPORT), then the old server is told to stop.
             new = Serve("--port", str(port), "--workers", "1", "--model", str(model_root), "--metrics-port", "0")

@@ -1,0 +1,195 @@
+"""The compiled inner loops of featurisation (numba): word splitting and hashing, hash-table probes,
+and TF-IDF rows. Everything else stays Python and NumPy.
+
+Why compiled: a document is a few hundred words, and per-word work in Python (an object, a dict
+lookup, ~150 ns) or as a few dozen NumPy calls per chunk was most of a batch run's time. Each loop
+here does one pass and allocates its outputs once; the same loop serves one request and a chunk of
+thousands of documents, so a document gets the same bits alone as in any chunk.
+
+All loops live in this one file on purpose: numba's on-disk cache (``cache=True``: compiled once per
+machine, then loaded) is invalidated per source file, so a loop inlined from another file could go
+stale in the cache. ``fastmath`` stays off: sums run in IEEE order, as written.
+"""
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+from numba import njit
+
+__all__ = ["pair_get", "pair_put", "word_ids", "word_keys", "tfidf_rows", "MISSING", "ONE_BY_ONE"]
+
+_MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
+_MIX2: Final = np.uint64(0xC2B2AE3D27D4EB4F)
+_FOLD: Final = np.uint64(29)
+#: word_ids: a word the table does not hold yet / one it cannot key (too long, or holding a NUL byte).
+MISSING: Final = -1
+ONE_BY_ONE: Final = -2
+
+
+# ------------------------------------------------------------------------- hash table
+# A table is an (2**bits, 3) uint64 array of rows (key, key, value + 1), 0 marking an empty slot,
+# and shift = 64 - bits; linear probing.
+@njit(inline="always")
+def _slot_of(k1: np.uint64, k2: np.uint64, shift: np.uint64) -> int:
+    h = k1 * _MIX1
+    h ^= k2 * _MIX2
+    h ^= h >> _FOLD
+    h *= _MIX1
+    return np.intp(h >> shift)
+
+
+@njit(inline="always")
+def _probe(slots: np.ndarray, shift: np.uint64, k1: np.uint64, k2: np.uint64) -> int:
+    mask = slots.shape[0] - 1
+    j = _slot_of(k1, k2, shift)
+    while True:
+        v = slots[j, 2]
+        if v == 0:
+            return -1
+        if slots[j, 0] == k1 and slots[j, 1] == k2:
+            return np.int64(v) - 1
+        j = (j + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def pair_get(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray) -> np.ndarray:
+    """The value of each key pair, -1 where absent."""
+    out = np.empty(k1.shape[0], np.int64)
+    for i in range(k1.shape[0]):
+        out[i] = _probe(slots, shift, k1[i], k2[i])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def pair_put(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray, values: np.ndarray) -> None:
+    """Insert absent, distinct key pairs; the caller keeps the load factor low enough."""
+    mask = slots.shape[0] - 1
+    for i in range(k1.shape[0]):
+        j = _slot_of(k1[i], k2[i], shift)
+        while slots[j, 2] != 0:
+            j = (j + 1) & mask
+        slots[j, 0] = k1[i]
+        slots[j, 1] = k2[i]
+        slots[j, 2] = np.uint64(values[i] + 1)
+
+
+# ------------------------------------------------------------------------------ words
+@njit(inline="always")
+def _key_byte(b: np.uint8, k: int) -> np.uint64:
+    return np.uint64(b) << np.uint64(8 * (k & 7))
+
+
+@njit(cache=True, nogil=True)
+def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: np.ndarray, shift: np.uint64):
+    """Split ``buf`` into words as ``bytes.split()`` does (``in_word``: a bool per byte value) and
+    look each up, keyed by its bytes read little-endian as two uint64 (exact for words of up to 16
+    bytes with no NUL). Returns (ids, starts, lengths, words per segment); an id is MISSING or
+    ONE_BY_ONE where the table cannot answer. Segments are joined by one byte that is not in a
+    word; ``seg_ends[s]`` is the offset where segment s ends."""
+    n = buf.shape[0]
+    cap = n // 2 + 1
+    ids = np.empty(cap, np.int64)
+    starts = np.empty(cap, np.int64)
+    lengths = np.empty(cap, np.int64)
+    counts = np.zeros(seg_ends.shape[0], np.int64)
+    w = 0
+    seg = 0
+    p = 0
+    while p < n:
+        if not in_word[buf[p]]:
+            p += 1
+            continue
+        start = p
+        k1 = np.uint64(0)
+        k2 = np.uint64(0)
+        nul = False
+        while p < n and in_word[buf[p]]:
+            b = buf[p]
+            nul |= b == 0
+            k = p - start
+            if k < 8:
+                k1 |= _key_byte(b, k)
+            elif k < 16:
+                k2 |= _key_byte(b, k)
+            p += 1
+        length = p - start
+        ids[w] = ONE_BY_ONE if nul or length > 16 else _probe(slots, shift, k1, k2)
+        starts[w] = start
+        lengths[w] = length
+        while start >= seg_ends[seg]:
+            seg += 1
+        counts[seg] += 1
+        w += 1
+    return ids[:w], starts[:w], lengths[:w], counts
+
+
+@njit(cache=True, nogil=True)
+def word_keys(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+    """The (k1, k2) keys :func:`word_ids` uses, for words of at most 16 bytes."""
+    k1 = np.zeros(starts.shape[0], np.uint64)
+    k2 = np.zeros(starts.shape[0], np.uint64)
+    for i in range(starts.shape[0]):
+        for k in range(lengths[i]):
+            b = buf[starts[i] + k]
+            if k < 8:
+                k1[i] |= _key_byte(b, k)
+            else:
+                k2[i] |= _key_byte(b, k)
+    return k1, k2
+
+
+# ----------------------------------------------------------------------------- TF-IDF
+@njit(cache=True, nogil=True)
+def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.ndarray, bigram_shift: np.uint64,
+               idf: np.ndarray, log_tf: np.ndarray, counts: np.ndarray):
+    """Documents as consecutive runs of unigram ids (``n`` = unknown word) → CSR (indptr, indices,
+    data) of L2-normalised sublinear TF-IDF over unigrams and bigrams. A bigram is two adjacent
+    known ids in one document, keyed ``a * (n + 1) + b`` in the bigram table.
+
+    A row's indices are its features in order of first occurrence: sorting them would cost more
+    than all the rest, and nothing downstream needs it. ``log_tf[k]`` is ``1 + log(k)`` for small
+    counts k; ``counts`` is all-zero scratch of length >= n, left all-zero again (it is reused
+    rather than allocated, zeroed and paged in per call).
+    """
+    n_docs = lengths.shape[0]
+    cap = 2 * ids.shape[0]
+    cols = np.empty(cap, np.int64)
+    vals = np.empty(cap, np.float64)
+    indptr = np.zeros(n_docs + 1, np.int64)
+    one = np.uint64(1)
+    width = n + 1
+    pos = 0
+    out = 0
+    for d in range(n_docs):
+        first = out
+        end = pos + lengths[d]
+        for t in range(pos, end):
+            a = ids[t]
+            if a < n:
+                if counts[a] == 0:
+                    cols[out] = a
+                    out += 1
+                counts[a] += 1
+                if t + 1 < end and ids[t + 1] < n:
+                    c = _probe(bigram_slots, bigram_shift, np.uint64(a * width + ids[t + 1]), one)
+                    if c >= 0:
+                        if counts[c] == 0:
+                            cols[out] = c
+                            out += 1
+                        counts[c] += 1
+        pos = end
+        squares = 0.0
+        for k in range(first, out):
+            c = cols[k]
+            tf = counts[c]
+            counts[c] = 0
+            v = (log_tf[tf] if tf < log_tf.shape[0] else np.log(np.float64(tf)) + 1.0) * idf[c]
+            vals[k] = v
+            squares += v * v
+        if out > first:
+            norm = np.sqrt(squares)
+            for k in range(first, out):
+                vals[k] /= norm
+        indptr[d + 1] = out
+    return indptr, cols[:out].copy(), vals[:out].copy()
