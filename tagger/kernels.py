@@ -1,5 +1,6 @@
-"""The compiled inner loops of featurisation (numba): word splitting and hashing, hash-table probes,
-and TF-IDF rows. Everything else stays Python and NumPy.
+"""The compiled inner loops of featurisation and scoring (numba): word splitting and hashing,
+hash-table probes, TF-IDF rows, and their product with the weights. Everything else stays Python
+and NumPy.
 
 Why compiled: a document is a few hundred words, and per-word work in Python (an object, a dict
 lookup, ~150 ns) or as a few dozen NumPy calls per chunk was most of a batch run's time. Each loop
@@ -17,7 +18,7 @@ from typing import Final
 import numpy as np
 from numba import njit
 
-__all__ = ["pair_get", "pair_put", "word_ids", "word_keys", "tfidf_rows", "MISSING", "ONE_BY_ONE"]
+__all__ = ["pair_get", "pair_put", "word_ids", "word_keys", "tfidf_rows", "rows_dot", "MISSING", "ONE_BY_ONE"]
 
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX2: Final = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -193,3 +194,20 @@ def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.nd
                 vals[k] /= norm
         indptr[d + 1] = out
     return indptr, cols[:out].copy(), vals[:out].copy()
+
+
+# ---------------------------------------------------------------------------- scoring
+@njit(cache=True, nogil=True)
+def rows_dot(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """CSR rows times a dense ``(n_features, k)`` matrix → ``(n_rows, k)``; each row's sums run
+    over its own features in stored order, so a row's result does not depend on the other rows."""
+    n_rows = indptr.shape[0] - 1
+    k = coef.shape[1]
+    out = np.zeros((n_rows, k), np.float64)
+    for r in range(n_rows):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            v = data[p]
+            for j in range(k):
+                out[r, j] += v * coef[c, j]
+    return out

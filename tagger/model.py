@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tagger.features import NotFittedError, Rows, TfidfFeaturizer
+from tagger.kernels import rows_dot
 from tagger.text import analyze
 
 __all__ = ["TopicModel", "Evidence", "NotFittedError"]
@@ -63,21 +64,13 @@ class TopicModel:
 
     # ---------------------------------------------------------------- scoring
     def scores_rows(self, rows: Rows) -> np.ndarray:
-        """``(n_docs, n_topics)`` probabilities for featurised documents: one sparse-dense product.
+        """``(n_docs, n_topics)`` probabilities for featurised documents.
 
-        Each document's sum runs over its own features in order, so a document scores exactly the
-        same alone (a server request) as inside a batch chunk (a test holds it to that): scipy's
-        product for chunks, and for one document the same sequential sum without building a
-        scipy matrix, whose construction would cost more than the product.
+        One compiled pass (:func:`tagger.kernels.rows_dot`): each document's sums run over its own
+        features in order, so a document scores exactly the same alone (a server request) as
+        inside a batch chunk (a test holds it to that).
         """
-        if len(rows) == 1:
-            idx, vals = rows.row(0)
-            # cumsum adds strictly in order, as scipy does; np.add.reduce would switch to pairwise
-            # summation for a one-topic model.
-            out = np.cumsum(self.coef[idx] * vals[:, None], axis=0)[-1:] if idx.size \
-                else np.zeros((1, len(self.topics)))
-        else:
-            out = rows.to_csr() @ self.coef
+        out = rows_dot(rows.indptr, rows.indices, rows.data, self.coef)
         out += self.intercept
         np.negative(out, out=out)
         np.exp(out, out=out)
