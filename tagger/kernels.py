@@ -18,11 +18,13 @@ from typing import Final
 import numpy as np
 from numba import njit
 
-__all__ = ["pair_get", "pair_put", "word_ids", "word_keys", "tfidf_rows", "rows_dot", "MISSING", "ONE_BY_ONE"]
+__all__ = ["KEY_BYTES", "pair_get", "pair_put", "word_ids", "word_keys", "tfidf_rows", "rows_dot", "MISSING", "ONE_BY_ONE"]
 
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX2: Final = np.uint64(0xC2B2AE3D27D4EB4F)
 _FOLD: Final = np.uint64(29)
+#: Words of up to this many bytes are keyed exactly by their bytes (two uint64).
+KEY_BYTES: Final = 16
 #: word_ids: a word the table does not hold yet / one it cannot key (too long, or holding a NUL byte).
 MISSING: Final = -1
 ONE_BY_ONE: Final = -2
@@ -111,11 +113,11 @@ def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: 
             k = p - start
             if k < 8:
                 k1 |= _key_byte(b, k)
-            elif k < 16:
+            elif k < KEY_BYTES:
                 k2 |= _key_byte(b, k)
             p += 1
         length = p - start
-        ids[w] = ONE_BY_ONE if nul or length > 16 else _probe(slots, shift, k1, k2)
+        ids[w] = ONE_BY_ONE if nul or length > KEY_BYTES else _probe(slots, shift, k1, k2)
         starts[w] = start
         lengths[w] = length
         while start >= seg_ends[seg]:

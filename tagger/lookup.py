@@ -17,12 +17,10 @@ from typing import Final
 
 import numpy as np
 
-from tagger.kernels import MISSING, pair_get, pair_put, word_ids, word_keys
+from tagger.kernels import KEY_BYTES, MISSING, pair_get, pair_put, word_ids, word_keys
 
 __all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds"]
 
-#: Words up to this many bytes are keyed exactly by their bytes; longer ones are looked up one by one.
-KEY_BYTES: Final = 16
 # Word bytes: all but the ASCII whitespace bytes.split() splits on.
 _IN_WORD: Final = np.ones(256, np.bool_)
 _IN_WORD[list(b" \t\n\r\x0b\x0c")] = False
