@@ -1,7 +1,7 @@
 """The fast featurisation path gives exactly what the reference definitions give.
 
 Batch throughput rests on three rewrites: text normalisation through a one-byte code page
-(``tagger.text``), set-based stemming, and the NumPy row builder (``TfidfFeaturizer.row``). Each is
+(``tagger.text``), set-based stemming, and the compiled row builder (``tagger.kernels``). Each is
 checked here against a plain reference: the original ``str.translate``/regex pipeline, the original
 affix loop, and scikit-learn's ``TfidfVectorizer`` with the shipped model's vocabulary and idf.
 """
@@ -281,7 +281,7 @@ def test_json_lines_equal_json_dumps(articles: list[dict], loaded: LoadedModel) 
 
 
 def test_a_one_topic_model_scores_the_same_alone_and_in_a_chunk(articles: list[dict]) -> None:
-    """With one topic NumPy would sum a document's terms pairwise, not in order as scipy does."""
+    """A one-column weight matrix is the shape where a vectorised sum would change its order."""
     from tagger.model import TopicModel
 
     tokens = [document_tokens(a["title"], a["text"]) for a in articles[:120]]
@@ -301,3 +301,29 @@ def test_tag_many_in_internal_chunks_equals_one_by_one(articles: list[dict], loa
     docs = [from_fields(id=str(i), title=a["title"], text=a["text"]) for i, a in enumerate(articles[:700])]
     many = tagger.tag_many(docs)  # more than one internal chunk
     assert [r.to_json() for r in many] == [tagger.tag(d).to_json() for d in docs]
+
+
+def test_threads_featurising_at_once_get_the_serial_rows(articles: list[dict], loaded: LoadedModel) -> None:
+    """The compiled loops release the GIL and reuse per-thread scratch: server threads featurising
+    together must each get exactly what they would get alone."""
+    import threading
+
+    feat = loaded.model.featurizer
+    pairs = [(a["title"], a["text"]) for a in articles[:400]]
+    groups = [pairs[i::4] for i in range(4)]
+    expected = [feat.rows_documents(g) for g in groups]
+    errors: list[str] = []
+
+    def work(k: int) -> None:
+        for _ in range(5):
+            got = feat.rows_documents(groups[k])
+            same = all(np.array_equal(getattr(got, f), getattr(expected[k], f)) for f in ("indptr", "indices", "data"))
+            if not same:
+                errors.append(f"thread {k} got different rows")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
