@@ -42,7 +42,9 @@ __all__ = ["TrainConfig", "TrainResult", "fit_model"]
 class TrainConfig:
     seed: int = 0
     min_df: int = 2
-    max_features: int = 50_000
+    # Chosen on leave-one-outlet-out pooled micro-F1 (bench/outlet_cv.py): 40k 0.7907 vs 50k 0.7865;
+    # fewer, more common n-grams carry better to outlets the model never saw.
+    max_features: int = 40_000
     C: float = 30.0
     weak_weight: float = 0.3
     use_sections: bool = True
