@@ -73,7 +73,7 @@ def _u64(a: np.ndarray) -> np.ndarray:
 class IntMap:
     """A fixed int64 → int64 map (keys and values >= 0) over a :class:`PairHashTable` (second key
     always 1: (0, 0) marks an empty slot, and 0 is a valid key here). Compiled code may probe
-    ``table`` directly with :func:`pair_get`'s layout."""
+    ``table`` directly (:mod:`tagger.kernels` knows its layout)."""
 
     def __init__(self, keys: np.ndarray, values: np.ndarray) -> None:
         keys, values = np.asarray(keys), np.asarray(values)
