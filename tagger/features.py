@@ -249,11 +249,16 @@ class Rows:
         return self.indices[a:b], self.data[a:b]
 
     def to_csr(self) -> sp.csr_matrix:
-        # int32 index arrays spare scipy a check-and-downcast per call; they hold any vocabulary,
-        # and callers featurise a few hundred documents at a time, far below 2**31 non-zeros.
+        """The rows as a canonical scipy CSR matrix: indices sorted within each row.
+
+        Rows keep first-occurrence order (scoring does not care), but matrix consumers may not:
+        with unsorted rows, training's per-topic fits in parallel threads on one shared matrix
+        gave different weights from run to run; canonical rows made them identical again."""
         index = np.int32 if self.indices.size < 2**31 else np.int64
-        return sp.csr_matrix((self.data, self.indices.astype(index), self.indptr.astype(index)),
-                             shape=(len(self), self.n_features))
+        m = sp.csr_matrix((self.data, self.indices.astype(index), self.indptr.astype(index)),
+                          shape=(len(self), self.n_features))
+        m.sort_indices()
+        return m
 
 
 class _UnigramIds(dict):

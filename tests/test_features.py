@@ -40,6 +40,19 @@ def test_matches_sklearn_tfidf_exactly() -> None:
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
+def test_matrices_are_canonical_csr() -> None:
+    """Rows come out in first-occurrence order; the matrices handed to scikit-learn must still be
+    canonical (sorted, no duplicates): training fits topics on one matrix in parallel threads, and
+    unsorted rows made those fits differ from run to run."""
+    tokens = [analyze(d) for d in DOCS]
+    feat = TfidfFeaturizer(min_df=1, max_features=None).fit(tokens)
+    rows = feat.rows_tokens(tokens)
+    assert any((np.diff(rows.row(i)[0]) < 0).any() for i in range(len(rows))), "fixture rows should be unsorted"
+    for m in (feat.transform_tokens(tokens), feat.transform_documents([("", d) for d in DOCS]), rows.to_csr()):
+        assert m.has_canonical_format
+        assert all((np.diff(m.indices[a:b]) > 0).all() for a, b in zip(m.indptr[:-1], m.indptr[1:]))
+
+
 def test_matches_sklearn_on_real_articles(shared_dir) -> None:
     from training.data import read_articles
 
