@@ -312,8 +312,12 @@ def test_too_many_concurrent_rpcs_is_resource_exhausted(strict: TaggerServer) ->
 
 def test_deadline_is_respected_and_the_server_stops_working(strict: TaggerServer) -> None:
     docs = [pb.Document(id=str(i), text=LONG_TEXT[:1900]) for i in range(1000)]
+    # Every topic chosen and explained with 100 n-grams: ~0.22 s of work here, 4x the deadline; plain
+    # tagging of the batch takes ~0.07 s, about the deadline itself, so it could finish first.
+    heavy = pb.TagOptions(threshold=0.0, explain=True, explain_n=100)
     with grpc.insecure_channel(f"127.0.0.1:{strict.port}") as ch:
-        code, _ = status_of(pb_grpc.TopicTaggerStub(ch).TagBatch, pb.TagBatchRequest(documents=docs), timeout=0.05)
+        code, _ = status_of(pb_grpc.TopicTaggerStub(ch).TagBatch, pb.TagBatchRequest(documents=docs, options=heavy),
+                            timeout=0.05)
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     # The handler notices between chunks and records it, instead of tagging the rest for nobody.
     labels = {"method": "TagBatch", "code": "DEADLINE_EXCEEDED"}
