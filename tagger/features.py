@@ -182,7 +182,7 @@ class TfidfFeaturizer:
         The fast path every prediction takes. The documents' normalised words (code-page bytes)
         go to unigram ids together (:class:`tagger.lookup.WordIds`: a word met for the first time
         goes through the stemmer and the vocabulary once, then is remembered), and the ids to rows
-        in one vectorised pass. Documents with text outside the code page take the str path and
+        in one compiled pass. Documents with text outside the code page take the str path and
         are spliced back in order.
         """
         self._check_fitted()

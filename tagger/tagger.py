@@ -20,8 +20,8 @@ __all__ = ["Tagger", "TagOptions", "TagResult", "TopicScore", "InvalidDocumentEr
 
 #: Longest text scored as is; longer text is truncated (flagged) or rejected, by ``on_too_long``.
 DEFAULT_MAX_CHARS = 100_000
-#: Documents featurised and scored together by ``tag_many``: large enough to amortise the vectorised
-#: pass, small enough to bound its memory (~30 KB per typical article, ~2 MB at DEFAULT_MAX_CHARS).
+#: Documents featurised and scored together by ``tag_many``: large enough to amortise the per-call
+#: work, small enough to bound its memory (~30 KB per typical article, ~2 MB at DEFAULT_MAX_CHARS).
 _CHUNK_DOCS = 512
 
 
@@ -161,7 +161,7 @@ class Tagger:
     def tag_many(self, docs: Sequence[Document], options: TagOptions = TagOptions()) -> list[TagResult]:
         """Tag documents in order. Raises InvalidDocumentError naming the first bad document.
 
-        Documents are featurised and scored together, a few hundred at a time (one vectorised pass
+        Documents are featurised and scored together, a few hundred at a time (one compiled pass
         each; memory stays bounded however many are passed). A document's scores do not depend on
         its neighbours, so results are the same one by one or all at once.
         """
