@@ -1,7 +1,8 @@
 """The featuriser: tokens → L2-normalised TF-IDF rows over word unigrams and bigrams.
 
-It computes exactly what scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
-smooth_idf=True, norm="l2")`` computes on the same tokens (tests hold it to that), but it is built
+It computes what scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
+smooth_idf=True, norm="l2")`` computes on the same tokens: the same features, and values equal up to
+the last bits (a row's norm is summed in another order; tests hold it to 1e-12). It is built
 for serving speed: a document's normalised words go to unigram ids through a compiled hash-table
 lookup (:class:`tagger.lookup.WordIds`; the stemmer and the vocabulary are consulted once per new
 word), and bigrams are resolved as integer pairs of unigram ids in the same compiled pass that
@@ -255,7 +256,8 @@ class Rows:
         with unsorted rows, training's per-topic fits in parallel threads on one shared matrix
         gave different weights from run to run; canonical rows made them identical again."""
         index = np.int32 if self.indices.size < 2**31 else np.int64
-        m = sp.csr_matrix((self.data, self.indices.astype(index), self.indptr.astype(index)),
+        # A copy of data: sorting the matrix in place must not reorder this object's values.
+        m = sp.csr_matrix((self.data.copy(), self.indices.astype(index), self.indptr.astype(index)),
                           shape=(len(self), self.n_features))
         m.sort_indices()
         return m

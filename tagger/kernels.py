@@ -30,6 +30,16 @@ MISSING: Final = -1
 ONE_BY_ONE: Final = -2
 
 
+def _compiled(fn):
+    """``njit`` with numba's on-disk cache where it can write one (next to this file, or the user's
+    cache folder); on a read-only install with no writable home, compiled once per process instead
+    of failing at import."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(cache=False, nogil=True)(fn)
+
+
 # ------------------------------------------------------------------------- hash table
 # A table is an (2**bits, 3) uint64 array of rows (key, key, value + 1), 0 marking an empty slot,
 # and shift = 64 - bits; linear probing.
@@ -55,7 +65,7 @@ def _probe(slots: np.ndarray, shift: np.uint64, k1: np.uint64, k2: np.uint64) ->
         j = (j + 1) & mask
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def pair_get(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray) -> np.ndarray:
     """The value of each key pair, -1 where absent."""
     out = np.empty(k1.shape[0], np.int64)
@@ -64,7 +74,7 @@ def pair_get(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray
     return out
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def pair_put(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray, values: np.ndarray) -> None:
     """Insert absent, distinct key pairs; the caller keeps the load factor low enough."""
     mask = slots.shape[0] - 1
@@ -83,7 +93,7 @@ def _key_byte(b: np.uint8, k: int) -> np.uint64:
     return np.uint64(b) << np.uint64(8 * (k & 7))
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: np.ndarray, shift: np.uint64):
     """Split ``buf`` into words as ``bytes.split()`` does (``in_word``: a bool per byte value) and
     look each up, keyed by its bytes read little-endian as two uint64 (exact for words of up to 16
@@ -127,7 +137,7 @@ def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: 
     return ids[:w], starts[:w], lengths[:w], counts
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def word_keys(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     """The (k1, k2) keys :func:`word_ids` uses, for words of at most 16 bytes."""
     k1 = np.zeros(starts.shape[0], np.uint64)
@@ -143,7 +153,7 @@ def word_keys(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
 
 
 # ----------------------------------------------------------------------------- TF-IDF
-@njit(cache=True, nogil=True)
+@_compiled
 def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.ndarray, bigram_shift: np.uint64,
                idf: np.ndarray, log_tf: np.ndarray, counts: np.ndarray):
     """Documents as consecutive runs of unigram ids (``n`` = unknown word) → CSR (indptr, indices,
@@ -199,7 +209,7 @@ def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.nd
 
 
 # ---------------------------------------------------------------------------- scoring
-@njit(cache=True, nogil=True)
+@_compiled
 def rows_dot(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """CSR rows times a dense ``(n_features, k)`` matrix → ``(n_rows, k)``; each row's sums run
     over its own features in stored order, so a row's result does not depend on the other rows."""

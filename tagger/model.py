@@ -91,7 +91,8 @@ class TopicModel:
         if not len(idx):
             return []
         contrib = vals * self.coef[idx, j]
-        order = np.argsort(-contrib, kind="stable")[:top_n]
+        # Ties go to the lower feature id, whatever order the row lists its features in.
+        order = np.lexsort((idx, -contrib))[:top_n]
         names = self.feature_names
         return [Evidence(names[idx[o]], float(contrib[o])) for o in order if contrib[o] > 0]
 

@@ -48,9 +48,14 @@ def test_matrices_are_canonical_csr() -> None:
     feat = TfidfFeaturizer(min_df=1, max_features=None).fit(tokens)
     rows = feat.rows_tokens(tokens)
     assert any((np.diff(rows.row(i)[0]) < 0).any() for i in range(len(rows))), "fixture rows should be unsorted"
+    before = [(i.copy(), v.copy()) for i, v in map(rows.row, range(len(rows)))]
     for m in (feat.transform_tokens(tokens), feat.transform_documents([("", d) for d in DOCS]), rows.to_csr()):
         assert m.has_canonical_format
         assert all((np.diff(m.indices[a:b]) > 0).all() for a, b in zip(m.indptr[:-1], m.indptr[1:]))
+    # Building the matrix leaves the rows as they were (values still on their own features).
+    for k, (i, v) in enumerate(before):
+        np.testing.assert_array_equal(rows.row(k)[0], i)
+        np.testing.assert_array_equal(rows.row(k)[1], v)
 
 
 def test_matches_sklearn_on_real_articles(shared_dir) -> None:

@@ -121,3 +121,21 @@ def test_int_map_gets_values_in_query_order(n_queries: int) -> None:
     assert IntMap(np.empty(0, np.int64), np.empty(0, np.int64)).get(queries).tolist() == [-1] * n_queries
     with pytest.raises(ValueError, match="duplicate"):
         IntMap(np.array([3, 3]), np.array([1, 2]))
+
+
+def test_kernels_work_where_numba_cannot_cache() -> None:
+    """A read-only install with no writable home leaves numba nowhere to cache: the kernels must
+    still import and run (compiled per process), not fail at import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numba.core.caching as c; c.CacheImpl._locator_classes = []\n"
+        "import numpy as np\n"
+        "from tagger.lookup import WordIds\n"
+        "ids, counts = WordIds(len).ids([b'ab c', b'defg'])\n"
+        "assert ids.tolist() == [2, 1, 4] and counts.tolist() == [2, 1], (ids, counts)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -80,6 +80,23 @@ def test_explain_gives_the_ngrams_behind_each_topic(tagger: Tagger) -> None:
     assert tagger.tag(_doc("sanctions")).topics[0].evidence == ()
 
 
+def test_explanation_ties_go_to_the_lower_feature_whatever_the_row_order(tagger: Tagger) -> None:
+    import numpy as np
+
+    from tagger.model import TopicModel
+
+    base = tagger.loaded.model
+    j = base.topics.index("sanctions")
+    coef = base.coef.copy()
+    coef[[3, 5, 7], j] = 0.5  # three features that contribute exactly alike
+    model = TopicModel(base.featurizer, base.topics, coef, base.intercept, base.thresholds)
+    idx, vals = np.array([7, 3, 5]), np.ones(3)
+    names = model.feature_names
+    for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
+        ev = model.explain_row(idx[order], vals[order], "sanctions", top_n=2)
+        assert [e.ngram for e in ev] == [names[3], names[5]]
+
+
 def test_page_parts_never_add_topics(tagger: Tagger) -> None:
     # A sports article with a glued read-also story about sanctions and a tag line full of sanctions.
     raw = "\n".join([
