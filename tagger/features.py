@@ -30,8 +30,6 @@ __all__ = ["TfidfFeaturizer", "Rows", "NotFittedError"]
 
 _BIGRAM_SEP: Final = " "
 _WORD_IDS_MAX: Final = 500_000
-# 1 + log(tf) for the term counts nearly every document has; the kernel computes rarer ones.
-_LOG_TF: Final = np.concatenate(([0.0], np.log(np.arange(1, 1024, dtype=np.float64)) + 1.0))
 
 
 class NotFittedError(RuntimeError):
@@ -228,7 +226,7 @@ class TfidfFeaturizer:
             counts = scratch["counts"] = np.zeros(self._n + 1, np.int32)
         table = self._bigrams.table
         indptr, cols, vals = tfidf_rows(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(lengths, np.int64),
-                                        self._n, table.slots, table.shift, self.idf_, _LOG_TF, counts)
+                                        self._n, table.slots, table.shift, self.idf_, counts)
         return Rows(indptr, cols, vals, self._n)
 
 

@@ -28,6 +28,9 @@ KEY_BYTES: Final = 16
 #: word_ids: a word the table does not hold yet / one it cannot key (too long, or holding a NUL byte).
 MISSING: Final = -1
 ONE_BY_ONE: Final = -2
+# 1 + log(tf) for the term counts nearly every document has (NumPy's log, as scikit-learn's);
+# tfidf_rows computes rarer ones. A global array is a constant to compiled code.
+_LOG_TF: Final = np.concatenate(([0.0], np.log(np.arange(1, 1024, dtype=np.float64)) + 1.0))
 
 
 def _compiled(fn):
@@ -89,17 +92,28 @@ def pair_put(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray
 
 # ------------------------------------------------------------------------------ words
 @njit(inline="always")
-def _key_byte(b: np.uint8, k: int) -> np.uint64:
-    return np.uint64(b) << np.uint64(8 * (k & 7))
+def _word_key(buf: np.ndarray, start: int, length: int):
+    """A word's key: its first 16 bytes read little-endian as two uint64, and whether it holds a
+    NUL (the key is exact only for words of up to KEY_BYTES bytes with none)."""
+    k1 = np.uint64(0)
+    k2 = np.uint64(0)
+    nul = False
+    for k in range(min(length, KEY_BYTES)):
+        b = buf[start + k]
+        nul |= b == 0
+        if k < 8:
+            k1 |= np.uint64(b) << np.uint64(8 * k)
+        else:
+            k2 |= np.uint64(b) << np.uint64(8 * (k - 8))
+    return k1, k2, nul
 
 
 @_compiled
 def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: np.ndarray, shift: np.uint64):
     """Split ``buf`` into words as ``bytes.split()`` does (``in_word``: a bool per byte value) and
-    look each up, keyed by its bytes read little-endian as two uint64 (exact for words of up to 16
-    bytes with no NUL). Returns (ids, starts, lengths, words per segment); an id is MISSING or
-    ONE_BY_ONE where the table cannot answer. Segments are joined by one byte that is not in a
-    word; ``seg_ends[s]`` is the offset where segment s ends."""
+    look each up by its key (:func:`_word_key`). Returns (ids, starts, lengths, words per segment);
+    an id is MISSING or ONE_BY_ONE where the table cannot answer. Segments are joined by one byte
+    that is not in a word; ``seg_ends[s]`` is the offset where segment s ends."""
     n = buf.shape[0]
     cap = n // 2 + 1
     ids = np.empty(cap, np.int64)
@@ -114,19 +128,10 @@ def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: 
             p += 1
             continue
         start = p
-        k1 = np.uint64(0)
-        k2 = np.uint64(0)
-        nul = False
         while p < n and in_word[buf[p]]:
-            b = buf[p]
-            nul |= b == 0
-            k = p - start
-            if k < 8:
-                k1 |= _key_byte(b, k)
-            elif k < KEY_BYTES:
-                k2 |= _key_byte(b, k)
             p += 1
         length = p - start
+        k1, k2, nul = _word_key(buf, start, length)
         ids[w] = ONE_BY_ONE if nul or length > KEY_BYTES else _probe(slots, shift, k1, k2)
         starts[w] = start
         lengths[w] = length
@@ -139,30 +144,24 @@ def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: 
 
 @_compiled
 def word_keys(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
-    """The (k1, k2) keys :func:`word_ids` uses, for words of at most 16 bytes."""
-    k1 = np.zeros(starts.shape[0], np.uint64)
-    k2 = np.zeros(starts.shape[0], np.uint64)
+    """The (k1, k2) keys :func:`word_ids` probes with, for words it could key."""
+    k1 = np.empty(starts.shape[0], np.uint64)
+    k2 = np.empty(starts.shape[0], np.uint64)
     for i in range(starts.shape[0]):
-        for k in range(lengths[i]):
-            b = buf[starts[i] + k]
-            if k < 8:
-                k1[i] |= _key_byte(b, k)
-            else:
-                k2[i] |= _key_byte(b, k)
+        k1[i], k2[i], _ = _word_key(buf, starts[i], lengths[i])
     return k1, k2
 
 
 # ----------------------------------------------------------------------------- TF-IDF
 @_compiled
 def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.ndarray, bigram_shift: np.uint64,
-               idf: np.ndarray, log_tf: np.ndarray, counts: np.ndarray):
+               idf: np.ndarray, counts: np.ndarray):
     """Documents as consecutive runs of unigram ids (``n`` = unknown word) → CSR (indptr, indices,
     data) of L2-normalised sublinear TF-IDF over unigrams and bigrams. A bigram is two adjacent
     known ids in one document, keyed ``a * (n + 1) + b`` in the bigram table.
 
     A row's indices are its features in order of first occurrence: sorting them would cost more
-    than all the rest, and nothing downstream needs it. ``log_tf[k]`` is ``1 + log(k)`` for small
-    counts k; ``counts`` is all-zero scratch of length >= n, left all-zero again (it is reused
+    than all the rest, and nothing downstream needs it. ``counts`` is all-zero scratch of length >= n, left all-zero again (it is reused
     rather than allocated, zeroed and paged in per call).
     """
     n_docs = lengths.shape[0]
@@ -197,7 +196,7 @@ def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.nd
             c = cols[k]
             tf = counts[c]
             counts[c] = 0
-            v = (log_tf[tf] if tf < log_tf.shape[0] else np.log(np.float64(tf)) + 1.0) * idf[c]
+            v = (_LOG_TF[tf] if tf < _LOG_TF.shape[0] else np.log(np.float64(tf)) + 1.0) * idf[c]
             vals[k] = v
             squares += v * v
         if out > first:
