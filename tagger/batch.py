@@ -131,22 +131,28 @@ class ChunkTagger:
         self.tagger, self.options, self.fields = tagger, options, fields
 
     def results(self, chunk: Chunk) -> list[TagResult | Reject]:
+        return self._tag(chunk, self.tagger.tag_many)
+
+    def _tag(self, chunk: Chunk, tag_many: Callable[[list[Document], TagOptions], list[Any]]) -> list[Any]:
+        """Each record's outcome from ``tag_many`` (TagResults or JSON lines), or its Reject, in
+        input order."""
         items: list[Any] = [
             to_document(chunk.kind, chunk.source, line, data, default_id, self.fields)
             for line, data, default_id in zip(chunk.lines, chunk.data, chunk.ids)
         ]
         docs = [(i, d) for i, d in enumerate(items) if isinstance(d, Document)]
         try:
-            tagged: list[Any] = self.tagger.tag_many([d for _, d in docs], self.options)
+            tagged: list[Any] = tag_many([d for _, d in docs], self.options)
         except InvalidDocumentError:
-            tagged = [self._one(d, chunk.source, chunk.lines[i]) for i, d in docs]
+            tagged = [self._one(tag_many, d, chunk.source, chunk.lines[i]) for i, d in docs]
         for (i, _), r in zip(docs, tagged):
             items[i] = r
         return items
 
-    def _one(self, doc: Document, source: str, line: int | None) -> TagResult | Reject:
+    def _one(self, tag_many: Callable[[list[Document], TagOptions], list[Any]], doc: Document, source: str,
+             line: int | None) -> Any:
         try:
-            return self.tagger.tag(doc, self.options)
+            return tag_many([doc], self.options)[0]
         except InvalidDocumentError as e:
             n = len(doc.title) + len(doc.body)
             return Reject(source, line, doc.id, "too_long" if n > self.tagger.max_chars else "empty_text", str(e))
@@ -155,11 +161,11 @@ class ChunkTagger:
         """(output lines, reject lines, n tagged, n rejected) for one chunk, as UTF-8 bytes."""
         out: list[str] = []
         rej: list[str] = []
-        for r in self.results(chunk):
+        for r in self._tag(chunk, self.tagger.tag_lines):
             if isinstance(r, Reject):
                 rej.append(json.dumps(r.to_json(), ensure_ascii=False))
             else:
-                out.append(r.to_json_line())
+                out.append(r)
         # JSON input may carry lone surrogates ("\\ud800"), which UTF-8 cannot hold: written back as
         # the same JSON escape, the line stays valid and says what the input said.
         return (

@@ -22,9 +22,9 @@ from typing import Final
 import numpy as np
 import scipy.sparse as sp
 
-from tagger.kernels import tfidf_rows
+from tagger.kernels import fold_words, tfidf_rows
 from tagger.lookup import IntMap, WordIds
-from tagger.text import document_tokens, document_word_bytes, tokenize, word_stem
+from tagger.text import WORD_UNITS, document_tokens, document_units, tokenize, word_stem
 
 __all__ = ["TfidfFeaturizer", "Rows", "NotFittedError"]
 
@@ -178,23 +178,22 @@ class TfidfFeaturizer:
     def rows_documents(self, docs: Sequence[tuple[str, str]]) -> Rows:
         """(title, body) pairs → the rows of ``rows_tokens(document_tokens(t, b) for t, b in docs)``.
 
-        The fast path every prediction takes. The documents' normalised words (code-page bytes)
-        go to unigram ids together (:class:`tagger.lookup.WordIds`: a word met for the first time
-        goes through the stemmer and the vocabulary once, then is remembered), and the ids to rows
-        in one compiled pass. Documents with text outside the code page take the str path and
-        are spliced back in order.
+        The fast path every prediction takes, compiled from end to end: the documents' text is
+        folded to normalised words in one pass (:func:`tagger.kernels.fold_words`), the words go to
+        unigram ids together (:class:`tagger.lookup.WordIds`: a word met for the first time goes
+        through the stemmer and the vocabulary once, then is remembered), and the ids to rows in
+        one more pass. Documents with text outside the code page take the str path and are
+        spliced back in order.
         """
         self._check_fitted()
         docs = list(docs)
-        segments: list[bytes] = []
-        slow: list[int] = []
-        for i, (title, body) in enumerate(docs):
-            words = document_word_bytes(title, body)
-            if words is None:
-                slow.append(i)
-                words = b""
-            segments.append(words)
-        ids, lengths = self._word_ids.ids(segments)
+        units = [document_units(title, body) for title, body in docs]
+        ends = np.fromiter(map(len, units), np.int64, len(units))
+        np.cumsum(ends, out=ends)
+        ends //= 2
+        buf64, n, seg_ends, outside = fold_words(np.frombuffer(b"".join(units), np.uint16), ends, WORD_UNITS)
+        ids, lengths = self._word_ids.ids_buffer(buf64, n, seg_ends)
+        slow = outside.nonzero()[0].tolist()
         if slow:
             parts = np.split(ids, np.cumsum(lengths)[:-1])
             for i in slow:

@@ -18,7 +18,10 @@ from typing import Final
 import numpy as np
 from numba import njit
 
-__all__ = ["KEY_BYTES", "pair_get", "pair_put", "word_ids", "word_keys", "tfidf_rows", "rows_dot", "MISSING", "ONE_BY_ONE"]
+__all__ = [
+    "KEY_BYTES", "PAD_WORDS", "DELETED", "OUTSIDE", "MISSING", "ONE_BY_ONE", "pair_get", "pair_put", "word_ids", "word_keys",
+    "fold_words", "tfidf_rows", "rows_dot",
+]
 
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX2: Final = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -91,65 +94,129 @@ def pair_put(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray
 
 
 # ------------------------------------------------------------------------------ words
+#: Word buffers are uint64 arrays read as bytes, with this many zero words past the text, so a
+#: word's key is two or three aligned 8-byte loads (:func:`_word_key`) instead of a loop per byte.
+PAD_WORDS: Final = 3
+# _KEY_MASKS[k]: the low k bytes of a uint64.
+_KEY_MASKS: Final = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
 @njit(inline="always")
-def _word_key(buf: np.ndarray, start: int, length: int):
-    """A word's key: its first 16 bytes read little-endian as two uint64, and whether it holds a
-    NUL (the key is exact only for words of up to KEY_BYTES bytes with none)."""
-    k1 = np.uint64(0)
-    k2 = np.uint64(0)
-    nul = False
-    for k in range(min(length, KEY_BYTES)):
-        b = buf[start + k]
-        nul |= b == 0
-        if k < 8:
-            k1 |= np.uint64(b) << np.uint64(8 * k)
-        else:
-            k2 |= np.uint64(b) << np.uint64(8 * (k - 8))
-    return k1, k2, nul
+def _word_key(buf64: np.ndarray, start: int, length: int):
+    """A word's key: its first 16 bytes read little-endian as two uint64 (zero past its end). Exact
+    for words of up to KEY_BYTES bytes without a NUL byte."""
+    q = start >> 3
+    off = np.uint64((start & 7) * 8)
+    back = np.uint64(63) - off
+    lo = buf64[q]
+    hi = buf64[q + 1]
+    # (x << 1) << (63 - off) is x << (64 - off) without a shift by 64 (undefined) when off == 0.
+    k1 = (lo >> off) | ((hi << np.uint64(1)) << back)
+    k2 = (hi >> off) | ((buf64[q + 2] << np.uint64(1)) << back)
+    return k1 & _KEY_MASKS[min(length, 8)], k2 & _KEY_MASKS[min(max(length - 8, 0), 8)]
 
 
 @_compiled
-def word_ids(buf: np.ndarray, seg_ends: np.ndarray, in_word: np.ndarray, slots: np.ndarray, shift: np.uint64):
-    """Split ``buf`` into words as ``bytes.split()`` does (``in_word``: a bool per byte value) and
-    look each up by its key (:func:`_word_key`). Returns (ids, starts, lengths, words per segment);
-    an id is MISSING or ONE_BY_ONE where the table cannot answer. Segments are joined by one byte
-    that is not in a word; ``seg_ends[s]`` is the offset where segment s ends."""
-    n = buf.shape[0]
-    cap = n // 2 + 1
-    ids = np.empty(cap, np.int64)
-    starts = np.empty(cap, np.int64)
-    lengths = np.empty(cap, np.int64)
+def word_ids(buf: np.ndarray, buf64: np.ndarray, n: int, seg_ends: np.ndarray, in_word: np.ndarray,
+             slots: np.ndarray, shift: np.uint64):
+    """Split the first ``n`` bytes of ``buf`` (a uint8 view of ``buf64``, padded with PAD_WORDS zero
+    words) into words as ``bytes.split()`` does (``in_word``: 1 per byte value inside a word), and
+    look each up by its key (:func:`_word_key`). Returns (ids, starts, lengths, words per
+    segment); an id is MISSING or ONE_BY_ONE where the table cannot answer. Segments are joined by
+    one byte that is not in a word; ``seg_ends[s]`` is the offset where segment s ends.
+
+    Three loops, each simple: word edges without a branch per byte (a mispredicted branch at every
+    word boundary was a third of the time), keys, then probes, whose cache misses overlap when
+    nothing else is in the loop."""
+    edges = np.empty(n + 2, np.int64)
+    k = 0
+    inside = np.uint8(0)
+    nul = False
+    for p in range(n):
+        b = buf[p]
+        now = in_word[b]
+        edges[k] = p
+        k += now ^ inside
+        inside = now
+        nul |= b == 0
+    if inside:
+        edges[k] = n
+        k += 1
+    w = k // 2
+    starts = np.empty(w, np.int64)
+    lengths = np.empty(w, np.int64)
+    k1 = np.empty(w, np.uint64)
+    k2 = np.empty(w, np.uint64)
     counts = np.zeros(seg_ends.shape[0], np.int64)
-    w = 0
     seg = 0
-    p = 0
-    while p < n:
-        if not in_word[buf[p]]:
-            p += 1
-            continue
-        start = p
-        while p < n and in_word[buf[p]]:
-            p += 1
-        length = p - start
-        k1, k2, nul = _word_key(buf, start, length)
-        ids[w] = ONE_BY_ONE if nul or length > KEY_BYTES else _probe(slots, shift, k1, k2)
-        starts[w] = start
-        lengths[w] = length
+    for i in range(w):
+        start = edges[2 * i]
+        length = edges[2 * i + 1] - start
+        starts[i] = start
+        lengths[i] = length
+        k1[i], k2[i] = _word_key(buf64, start, length)
         while start >= seg_ends[seg]:
             seg += 1
         counts[seg] += 1
-        w += 1
-    return ids[:w], starts[:w], lengths[:w], counts
+    ids = np.empty(w, np.int64)
+    for i in range(w):
+        exact = lengths[i] <= KEY_BYTES
+        if nul and exact:  # rare: only then look for a NUL inside the word
+            for p in range(starts[i], starts[i] + lengths[i]):
+                exact &= buf[p] != 0
+        ids[i] = _probe(slots, shift, k1[i], k2[i]) if exact else ONE_BY_ONE
+    return ids, starts, lengths, counts
 
 
 @_compiled
-def word_keys(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+def word_keys(buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     """The (k1, k2) keys :func:`word_ids` probes with, for words it could key."""
     k1 = np.empty(starts.shape[0], np.uint64)
     k2 = np.empty(starts.shape[0], np.uint64)
     for i in range(starts.shape[0]):
-        k1[i], k2[i], _ = _word_key(buf, starts[i], lengths[i])
+        k1[i], k2[i] = _word_key(buf64, starts[i], lengths[i])
     return k1, k2
+
+
+#: fold_words: what a UTF-16 code unit becomes, besides a code-page byte.
+DELETED: Final = 256  # removed by normalisation (harakat, tatweel, ...)
+OUTSIDE: Final = 257  # not in the code page: the segment takes the str path
+
+
+@_compiled
+def fold_words(units: np.ndarray, seg_ends: np.ndarray, table: np.ndarray):
+    """UTF-16 code units of consecutive text segments (``seg_ends[s]``: where segment s ends) → their
+    normalised words as code-page bytes, each non-word character a space (``table``: code unit →
+    byte, DELETED or OUTSIDE), in a zero-padded uint64 buffer ready for :func:`word_ids`.
+
+    Returns (buffer, bytes used, where each segment ends in it, whether each segment had a
+    character outside the code page). Such a segment is left empty: its text goes the str way.
+    Segments are joined by one space, as :func:`word_ids` expects."""
+    n_seg = seg_ends.shape[0]
+    n = units.shape[0] + n_seg
+    buf64 = np.zeros(n // 8 + 1 + PAD_WORDS, np.uint64)
+    buf = buf64.view(np.uint8)
+    out_ends = np.empty(n_seg, np.int64)
+    outside = np.zeros(n_seg, np.bool_)
+    o = 0
+    for s in range(n_seg):
+        if s:
+            buf[o] = 32
+            o += 1
+        first = o
+        bad = False
+        for i in range(seg_ends[s - 1] if s else 0, seg_ends[s]):
+            v = table[units[i]]
+            buf[o] = v  # DELETED and OUTSIDE wrap to a byte that the next write replaces
+            o += v < DELETED
+            bad |= v == OUTSIDE
+        if bad:
+            buf[first:o] = 0
+            o = first
+            outside[s] = True
+        out_ends[s] = o
+    buf[o] = 0  # a wrapped DELETED or OUTSIDE may sit just past the end
+    return buf64, o, out_ends, outside
 
 
 # ----------------------------------------------------------------------------- TF-IDF

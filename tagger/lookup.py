@@ -17,13 +17,13 @@ from typing import Final
 
 import numpy as np
 
-from tagger.kernels import KEY_BYTES, MISSING, pair_get, pair_put, word_ids, word_keys
+from tagger.kernels import KEY_BYTES, MISSING, PAD_WORDS, pair_get, pair_put, word_ids, word_keys
 
 __all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds"]
 
 # Word bytes: all but the ASCII whitespace bytes.split() splits on.
-_IN_WORD: Final = np.ones(256, np.bool_)
-_IN_WORD[list(b" \t\n\r\x0b\x0c")] = False
+_IN_WORD: Final = np.ones(256, np.uint8)
+_IN_WORD[list(b" \t\n\r\x0b\x0c")] = 0
 
 
 class PairHashTable:
@@ -115,23 +115,34 @@ class WordIds:
         if not segments:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         words = segments[0] if len(segments) == 1 else b" ".join(segments)
-        buf = np.frombuffer(words, np.uint8)
+        buf64 = np.zeros(len(words) // 8 + 1 + PAD_WORDS, np.uint64)
+        buf64.view(np.uint8)[: len(words)] = np.frombuffer(words, np.uint8)
         seg_ends = np.fromiter(map(len, segments), np.int64, len(segments))
         seg_ends[1:] += 1  # the joining space before each later segment
         np.cumsum(seg_ends, out=seg_ends)
+        return self.ids_buffer(buf64, len(words), seg_ends)
+
+    def ids_buffer(self, buf64: np.ndarray, n: int, seg_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ids` for segments already laid out as :func:`tagger.kernels.fold_words` lays them
+        out: ``n`` bytes in a uint64 buffer with PAD_WORDS zero words after them, segments joined
+        by one space and ending at ``seg_ends``."""
+        if buf64.dtype != np.uint64 or buf64.size * 8 < n + 8 * PAD_WORDS:
+            raise ValueError("buf64 must be a uint64 buffer holding n bytes and the padding after them")
+        buf = buf64.view(np.uint8)
         with self._lock:
-            out, starts, lengths, counts = word_ids(buf, seg_ends, _IN_WORD, self._table.slots, self._table.shift)
+            out, starts, lengths, counts = word_ids(buf, buf64, n, seg_ends, _IN_WORD, self._table.slots,
+                                                    self._table.shift)
             unknown = (out < 0).nonzero()[0]
             if unknown.size:
-                self._learn(words, buf, out, starts, lengths, unknown)
+                self._learn(buf, buf64, out, starts, lengths, unknown)
         return out, counts
 
-    def _learn(self, words: bytes, buf: np.ndarray, out: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+    def _learn(self, buf: np.ndarray, buf64: np.ndarray, out: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                unknown: np.ndarray) -> None:
         found: dict[bytes, int] = {}
         first: list[int] = []
         for i, o, n in zip(unknown.tolist(), starts[unknown].tolist(), lengths[unknown].tolist()):
-            word = words[o: o + n]
+            word = buf[o: o + n].tobytes()
             known = found.get(word)
             if known is None:
                 known = found[word] = self._resolve(word)
@@ -140,5 +151,5 @@ class WordIds:
             out[i] = known
         keep = np.array(first[: max(0, self._max_words - self._table.count)], dtype=np.intp)
         if keep.size:
-            k1, k2 = word_keys(buf, starts[keep], lengths[keep])
+            k1, k2 = word_keys(buf64, starts[keep], lengths[keep])
             self._table.add(k1, k2, out[keep])

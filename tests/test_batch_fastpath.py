@@ -240,6 +240,28 @@ def test_transform_documents_equals_the_token_path_bit_for_bit(articles: list[di
     assert [text.word_stem(w) for w in words] == document_tokens("عنوان", "والعقوبات")
 
 
+def test_compiled_word_folding_equals_document_word_bytes(articles: list[dict]) -> None:
+    """fold_words over UTF-16 code units is document_word_bytes, byte for byte, and sets aside
+    exactly the documents with a character outside the code page, wherever they sit in a chunk."""
+    from tagger.kernels import fold_words
+
+    every_char = "".join(text._CODE_PAGE) + "".join(map(chr, range(0x0600, 0x0700)))
+    pairs = [(a["title"], a["text"]) for a in articles[:200] + articles[-100:]]
+    pairs += [("", s) for s in EDGE_CASES] + [(s, "نص") for s in EDGE_CASES] + [(every_char, every_char[::-1])]
+    pairs += [("a\ud800", "b"), ("", "\udfff"), ("x", "\x00 nul \x00"), ("", ""), ("\u200b", "\u0640\u064b")]
+    units = [text.document_units(t, b) for t, b in pairs]
+    ends = np.cumsum([len(u) // 2 for u in units])
+    buf64, n, seg_ends, outside = fold_words(np.frombuffer(b"".join(units), np.uint16), ends, text.WORD_UNITS)
+    folded = buf64.view(np.uint8)[:n].tobytes()
+    assert seg_ends[-1] == n and (buf64.view(np.uint8)[n:] == 0).all()
+    starts = [0, *(seg_ends[:-1] + 1).tolist()]
+    for (t, b), start, end, out in zip(pairs, starts, seg_ends.tolist(), outside.tolist()):
+        expected = text.document_word_bytes(t, b)
+        assert out == (expected is None), (t, b)
+        assert folded[start:end] == (b"" if expected is None else expected), (t[:40], b[:40])
+    assert outside.sum() >= 8  # the emoji, presentation forms, surrogates ... cases above
+
+
 # ------------------------------------------------------------------------- page cleaning
 def _line_variants(s: str) -> list[str]:
     return [s, s.replace("\n", "\r\n"), s.replace("\n", "\u2028"), s.replace("\n", "\x1c"), "  " + s + "\n\n"]
@@ -268,6 +290,8 @@ def test_the_one_pass_cleaner_equals_the_line_by_line_parser(articles: list[dict
 
 # ------------------------------------------------------------------------- output lines
 def test_json_lines_equal_json_dumps(articles: list[dict], loaded: LoadedModel) -> None:
+    """Batch lines are rendered from score arrays, not from TagResults: they must be the very text
+    json.dumps gives for the TagResult, under every option and for awkward ids and tags."""
     from tagger.document import Document, from_fields
     from tagger.tagger import Tagger, TagOptions
 
@@ -275,9 +299,32 @@ def test_json_lines_equal_json_dumps(articles: list[dict], loaded: LoadedModel) 
     docs = [from_fields(id=a.get("id", ""), title=a["title"], text=a["text"]) for a in articles[:200]]
     docs += [Document(id='q"uote\\ \ud800 😀 \n', body="عقوبات على إيران", tags=("تاغ", 'a"b', "%s")),
              Document(id="long", body="سياسة " * 60_000)]
-    for options in (TagOptions(), TagOptions(explain=True), TagOptions(threshold=0.0), TagOptions(topics=("sanctions",))):
-        for r in tagger.tag_many(docs, options):
-            assert r.to_json_line() == json.dumps(r.to_json(), ensure_ascii=False)
+    options = (TagOptions(), TagOptions(explain=True), TagOptions(threshold=0.0), TagOptions(threshold=1.0),
+               TagOptions(topics=("sanctions", "diplomacy")), TagOptions(top_k=1), TagOptions(top_k=0),
+               TagOptions(threshold=0.0, top_k=3, topics=("sanctions", "military", "economy")))
+    for opts in options:
+        results = tagger.tag_many(docs, opts)
+        expected = [json.dumps(r.to_json(), ensure_ascii=False) for r in results]
+        assert [r.to_json_line() for r in results] == expected
+        assert tagger.tag_lines(docs, opts) == expected, opts
+    assert any(r.truncated for r in tagger.tag_many(docs))
+
+
+def test_scores_round_like_python_round_near_every_half() -> None:
+    """The chunk-wide rounding is Python's round(s, 4) exactly, including scores whose product with
+    10,000 rounds across a half (where rint(s * 1e4) alone would be wrong)."""
+    from tagger.tagger import _SCORE_TEXT, _score_units
+
+    rng = np.random.default_rng(7)
+    halves = (np.arange(10_000) + 0.5) / 10_000
+    near = np.concatenate([np.nextafter(halves, 0), halves, np.nextafter(halves, 1)])
+    scores = np.concatenate([rng.random(50_000), near, [0.0, 1.0, 0.03125, 0.00005]])
+    scores = scores[: len(scores) // 4 * 4].reshape(-1, 4)
+    units = _score_units(scores)
+    assert units is not None
+    assert [[_SCORE_TEXT[u] for u in row] for row in units] == [[repr(round(s, 4)) for s in row] for row in scores.tolist()]
+    assert _score_units(np.array([[0.5, np.nan]])) is None
+    assert _score_units(np.array([[1.5]])) is None
 
 
 def test_a_one_topic_model_scores_the_same_alone_and_in_a_chunk(articles: list[dict]) -> None:
