@@ -223,9 +223,9 @@ class TfidfFeaturizer:
         counts = scratch.get("counts")
         if counts is None:  # per thread: the kernel releases the GIL
             counts = scratch["counts"] = np.zeros(self._n + 1, np.int32)
-        table = self._bigrams.table
+        bigrams = self._bigrams
         indptr, cols, vals = tfidf_rows(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(lengths, np.int64),
-                                        self._n, table.slots, table.shift, self.idf_, counts)
+                                        self._n, bigrams.slots, bigrams.shift, bigrams.value_bits, self.idf_, counts)
         return Rows(indptr, cols, vals, self._n)
 
 

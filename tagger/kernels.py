@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit
 
 __all__ = [
-    "KEY_BYTES", "PAD_WORDS", "DELETED", "OUTSIDE", "MISSING", "ONE_BY_ONE", "pair_get", "pair_put", "word_ids", "word_keys",
-    "fold_words", "tfidf_rows", "rows_dot",
+    "KEY_BYTES", "PAD_WORDS", "DELETED", "OUTSIDE", "MISSING", "ONE_BY_ONE", "pair_get", "pair_put", "int_get", "int_put",
+    "word_ids", "word_keys", "fold_words", "tfidf_rows", "rows_dot",
 ]
 
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
@@ -91,6 +91,42 @@ def pair_put(slots: np.ndarray, shift: np.uint64, k1: np.ndarray, k2: np.ndarray
         slots[j, 0] = k1[i]
         slots[j, 1] = k2[i]
         slots[j, 2] = np.uint64(values[i] + 1)
+
+
+# An int map packs each entry in one uint64 slot, (key + 1) << value_bits | value, 0 marking an empty
+# slot: a probe reads 8 bytes, and the map stays small enough for the CPU's caches.
+@njit(inline="always")
+def _int_probe(slots: np.ndarray, shift: np.uint64, value_bits: np.uint64, key: np.uint64) -> int:
+    mask = slots.shape[0] - 1
+    j = _slot_of(key, np.uint64(1), shift)
+    want = key + np.uint64(1)
+    while True:
+        s = slots[j]
+        if s == 0:
+            return -1
+        if (s >> value_bits) == want:
+            return np.int64(s & ((np.uint64(1) << value_bits) - np.uint64(1)))
+        j = (j + 1) & mask
+
+
+@_compiled
+def int_get(slots: np.ndarray, shift: np.uint64, value_bits: np.uint64, keys: np.ndarray) -> np.ndarray:
+    """The value of each key (int64 >= 0), -1 where absent."""
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        out[i] = _int_probe(slots, shift, value_bits, np.uint64(keys[i]))
+    return out
+
+
+@_compiled
+def int_put(slots: np.ndarray, shift: np.uint64, value_bits: np.uint64, keys: np.ndarray, values: np.ndarray) -> None:
+    """Insert absent, distinct keys; the caller sizes the table and checks that entries fit a slot."""
+    mask = slots.shape[0] - 1
+    for i in range(keys.shape[0]):
+        j = _slot_of(np.uint64(keys[i]), np.uint64(1), shift)
+        while slots[j] != 0:
+            j = (j + 1) & mask
+        slots[j] = (np.uint64(keys[i] + 1) << value_bits) | np.uint64(values[i])
 
 
 # ------------------------------------------------------------------------------ words
@@ -222,10 +258,10 @@ def fold_words(units: np.ndarray, seg_ends: np.ndarray, table: np.ndarray):
 # ----------------------------------------------------------------------------- TF-IDF
 @_compiled
 def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.ndarray, bigram_shift: np.uint64,
-               idf: np.ndarray, counts: np.ndarray):
+               bigram_value_bits: np.uint64, idf: np.ndarray, counts: np.ndarray):
     """Documents as consecutive runs of unigram ids (``n`` = unknown word) → CSR (indptr, indices,
     data) of L2-normalised sublinear TF-IDF over unigrams and bigrams. A bigram is two adjacent
-    known ids in one document, keyed ``a * (n + 1) + b`` in the bigram table.
+    known ids in one document, keyed ``a * (n + 1) + b`` in the bigram int map.
 
     A row's indices are its features in order of first occurrence: sorting them would cost more
     than all the rest, and nothing downstream needs it. ``counts`` is all-zero scratch of length >= n, left all-zero again (it is reused
@@ -236,7 +272,6 @@ def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.nd
     cols = np.empty(cap, np.int64)
     vals = np.empty(cap, np.float64)
     indptr = np.zeros(n_docs + 1, np.int64)
-    one = np.uint64(1)
     width = n + 1
     pos = 0
     out = 0
@@ -246,16 +281,15 @@ def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.nd
         for t in range(pos, end):
             a = ids[t]
             if a < n:
-                if counts[a] == 0:
-                    cols[out] = a
-                    out += 1
+                # Appended only if new, without a branch: whether a feature is new is a coin toss.
+                cols[out] = a
+                out += counts[a] == 0
                 counts[a] += 1
                 if t + 1 < end and ids[t + 1] < n:
-                    c = _probe(bigram_slots, bigram_shift, np.uint64(a * width + ids[t + 1]), one)
+                    c = _int_probe(bigram_slots, bigram_shift, bigram_value_bits, np.uint64(a * width + ids[t + 1]))
                     if c >= 0:
-                        if counts[c] == 0:
-                            cols[out] = c
-                            out += 1
+                        cols[out] = c
+                        out += counts[c] == 0
                         counts[c] += 1
         pos = end
         squares = 0.0

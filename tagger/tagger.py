@@ -1,4 +1,5 @@
-"""The one predict path: Documents in, TagResults out. Every face (CLI, gRPC, batch, Spark) calls this."""
+"""The one predict path: Documents in, TagResults (or their JSON lines) out. Every face (CLI, gRPC, batch,
+Spark) calls this."""
 from __future__ import annotations
 
 import json

@@ -123,6 +123,16 @@ def test_int_map_gets_values_in_query_order(n_queries: int) -> None:
         IntMap(np.array([3, 3]), np.array([1, 2]))
 
 
+def test_int_map_refuses_entries_that_do_not_fit_a_slot_and_keeps_the_extremes_that_do() -> None:
+    """Key + 1 and value share one uint64: 40 + 24 bits fit, 41 + 24 do not."""
+    keys, values = np.array([2**40 - 2, 0, 5]), np.array([2**24 - 1, 0, 7])
+    assert IntMap(keys, values).get(np.array([2**40 - 2, 0, 5, 6, 2**40 - 1])).tolist() == [2**24 - 1, 0, 7, -1, -1]
+    with pytest.raises(ValueError, match="do not fit"):
+        IntMap(np.array([2**40 - 1]), np.array([2**24 - 1]))
+    with pytest.raises(ValueError, match="non-negative"):
+        IntMap(np.array([1]), np.array([-1]))
+
+
 def test_kernels_work_where_numba_cannot_cache() -> None:
     """A read-only install with no writable home leaves numba nowhere to cache: the kernels must
     still import and run (compiled per process), not fail at import."""
