@@ -13,6 +13,7 @@ import numpy as np
 from tagger.artifacts import LoadedModel
 from tagger.document import Document
 from tagger.features import Rows
+from tagger.kernels import choose_topics
 from tagger.model import Evidence
 from tagger.taxonomy import UnknownTopicError
 
@@ -216,17 +217,13 @@ class Tagger:
         thresholds = (
             np.full(len(model.topics), float(options.threshold)) if options.threshold is not None else model.thresholds
         )
-        passed = scores >= thresholds
+        allowed = np.ones(len(model.topics), dtype=np.bool_)
         if options.topics:
-            allowed = np.zeros(len(model.topics), dtype=bool)
+            allowed[:] = False
             allowed[[self._index[t] for t in options.topics]] = True
-            passed &= allowed
-        order = np.argsort(-scores, axis=1, kind="stable")
-        keep = np.take_along_axis(passed, order, axis=1)
-        if options.top_k is not None:
-            keep &= np.cumsum(keep, axis=1) <= options.top_k
-        flat = order[keep].tolist()
-        ends = np.cumsum(keep.sum(axis=1)).tolist()
+        flat, ends = choose_topics(scores, np.ascontiguousarray(thresholds, np.float64), allowed,
+                                   -1 if options.top_k is None else options.top_k)
+        flat, ends = flat.tolist(), ends.tolist()
         return [flat[a:b] for a, b in zip([0, *ends], ends)]
 
     def _results(self, scored: _Scored, options: TagOptions) -> list[TagResult]:

@@ -310,6 +310,23 @@ def test_json_lines_equal_json_dumps(articles: list[dict], loaded: LoadedModel) 
     assert any(r.truncated for r in tagger.tag_many(docs))
 
 
+def test_chosen_topics_follow_the_definition_with_ties_nan_and_every_option() -> None:
+    """choose_topics against its definition: passed and allowed topics sorted by (-score, index)."""
+    from tagger.kernels import choose_topics
+
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.random((400, 12)), 1)  # rounding makes many ties
+    scores[5, 3] = np.nan
+    thresholds = np.round(rng.random(12) * 0.6, 1)
+    for allowed in (np.ones(12, bool), rng.random(12) < 0.5, np.zeros(12, bool)):
+        for top_k in (-1, 0, 1, 3, 12):
+            flat, ends = choose_topics(scores, thresholds, allowed, top_k)
+            got = np.split(flat, ends[:-1])
+            for row, chosen in zip(scores.tolist(), got):
+                want = sorted((j for j in range(12) if allowed[j] and row[j] >= thresholds[j]), key=lambda j: (-row[j], j))
+                assert chosen.tolist() == (want if top_k < 0 else want[:top_k])
+
+
 def test_scores_round_like_python_round_near_every_half() -> None:
     """The chunk-wide rounding is Python's round(s, 4) exactly, including scores whose product with
     10,000 rounds across a half (where rint(s * 1e4) alone would be wrong)."""
