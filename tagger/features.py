@@ -26,10 +26,13 @@ from tagger.kernels import fold_words, tfidf_rows
 from tagger.lookup import IntMap, WordIds
 from tagger.text import WORD_UNITS, document_tokens, document_units, tokenize, word_stem
 
-__all__ = ["TfidfFeaturizer", "Rows", "NotFittedError"]
+__all__ = ["TfidfFeaturizer", "Rows", "NotFittedError", "MAX_FEATURES"]
 
 _BIGRAM_SEP: Final = " "
 _WORD_IDS_MAX: Final = 500_000
+#: Most features a featuriser can have: a bigram's key (two unigram ids) and its feature id share
+#: one 64-bit slot in the compiled lookup (tagger.lookup.IntMap).
+MAX_FEATURES: Final = 2**21
 
 
 class NotFittedError(RuntimeError):
@@ -51,8 +54,8 @@ class TfidfFeaturizer:
     def __init__(self, min_df: int = 2, max_features: int | None = 200_000) -> None:
         if not isinstance(min_df, int) or min_df < 1:
             raise ValueError(f"min_df must be an int >= 1, got {min_df!r}")
-        if max_features is not None and (not isinstance(max_features, int) or max_features < 1):
-            raise ValueError(f"max_features must be None or an int >= 1, got {max_features!r}")
+        if max_features is not None and (not isinstance(max_features, int) or not 1 <= max_features <= MAX_FEATURES):
+            raise ValueError(f"max_features must be None or an int in [1, {MAX_FEATURES:,}], got {max_features!r}")
         self.min_df = min_df
         self.max_features = max_features
         self._fitted = False
@@ -79,6 +82,9 @@ class TfidfFeaturizer:
         kept_set = set(kept)
         # A bigram whose words were cut by max_features could not be resolved from unigram ids.
         kept = [g for g in kept if _BIGRAM_SEP not in g or all(w in kept_set for w in g.split(_BIGRAM_SEP))]
+        if len(kept) > MAX_FEATURES:
+            raise ValueError(f"{len(kept):,} n-grams pass min_df={self.min_df}; at most {MAX_FEATURES:,} are supported: "
+                             f"set max_features")
         kept.sort()  # sorted feature order, as scikit-learn's vectorisers use
         self.vocabulary_: dict[str, int] = {g: i for i, g in enumerate(kept)}
         dfs = np.array([df[g] for g in kept], dtype=np.float64)

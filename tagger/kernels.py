@@ -247,7 +247,7 @@ def fold_words(units: np.ndarray, seg_ends: np.ndarray, table: np.ndarray):
             o += v < DELETED
             bad |= v == OUTSIDE
         if bad:
-            buf[first:o] = 0
+            buf[first:o + 1] = 0  # o too: the segment's last unit may have been OUTSIDE, written but not kept
             o = first
             outside[s] = True
         out_ends[s] = o

@@ -113,7 +113,7 @@ def _score_units(scores: np.ndarray) -> list[list[int]] | None:
     ``rint(s * 1e4)`` rounds the product, not the exact value. The two differ only when the product
     lands within its rounding error (< 1e-12) of a half, so those few scores go through ``round``.
     """
-    if not (np.all(scores >= 0.0) and np.all(scores <= 1.0)):  # also catches NaN
+    if not (np.all(scores >= 0.0) and np.all(scores <= 1.0)) or np.signbit(scores).any():  # NaN and -0.0 too
         return None
     scaled = scores * 10_000.0
     units = np.rint(scaled)

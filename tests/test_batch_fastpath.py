@@ -249,6 +249,7 @@ def test_compiled_word_folding_equals_document_word_bytes(articles: list[dict]) 
     pairs = [(a["title"], a["text"]) for a in articles[:200] + articles[-100:]]
     pairs += [("", s) for s in EDGE_CASES] + [(s, "نص") for s in EDGE_CASES] + [(every_char, every_char[::-1])]
     pairs += [("a\ud800", "b"), ("", "\udfff"), ("x", "\x00 nul \x00"), ("", ""), ("\u200b", "\u0640\u064b")]
+    pairs += [("", "خبر"), ("", "عاجل 😀")]  # last, and ending outside the code page: the padding stays zero
     units = [text.document_units(t, b) for t, b in pairs]
     ends = np.cumsum([len(u) // 2 for u in units])
     buf64, n, seg_ends, outside = fold_words(np.frombuffer(b"".join(units), np.uint16), ends, text.WORD_UNITS)

@@ -114,3 +114,11 @@ def test_from_vocabulary_rejects_inconsistent_input() -> None:
         TfidfFeaturizer.from_vocabulary(["a", "b"], np.ones(3), min_df=1, max_features=None, n_docs=1)
     with pytest.raises(ValueError, match="bigram"):
         TfidfFeaturizer.from_vocabulary(["a", "a c"], np.ones(2), min_df=1, max_features=None, n_docs=1)
+
+
+def test_the_feature_count_is_bounded_where_bigram_keys_still_fit_the_lookup() -> None:
+    from tagger.features import MAX_FEATURES
+
+    with pytest.raises(ValueError, match="max_features"):
+        TfidfFeaturizer(max_features=MAX_FEATURES + 1)
+    TfidfFeaturizer(max_features=MAX_FEATURES)

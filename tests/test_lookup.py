@@ -133,6 +133,23 @@ def test_int_map_refuses_entries_that_do_not_fit_a_slot_and_keeps_the_extremes_t
         IntMap(np.array([1]), np.array([-1]))
 
 
+def test_word_ids_refuse_segment_ends_that_do_not_cover_the_buffer() -> None:
+    """The compiled loop trusts seg_ends; words past the last end would be counted out of bounds."""
+    from tagger.kernels import PAD_WORDS
+
+    words = b"ab cd ef gh"
+    buf64 = np.zeros(len(words) // 8 + 1 + PAD_WORDS, np.uint64)
+    buf64.view(np.uint8)[: len(words)] = np.frombuffer(words, np.uint8)
+    ids = WordIds(len)
+    got, counts = ids.ids_buffer(buf64, len(words), np.array([5, 11]))
+    assert got.tolist() == [2, 2, 2, 2] and counts.tolist() == [2, 2]
+    for bad in ([2], [], [8, 5, 11], [5, 12]):
+        with pytest.raises(ValueError, match="seg_ends"):
+            ids.ids_buffer(buf64, len(words), np.array(bad, np.int64))
+    with pytest.raises(ValueError, match="padding"):
+        ids.ids_buffer(buf64[:2], len(words), np.array([11]))
+
+
 def test_kernels_work_where_numba_cannot_cache() -> None:
     """A read-only install with no writable home leaves numba nowhere to cache: the kernels must
     still import and run (compiled per process), not fail at import."""

@@ -107,3 +107,8 @@ def test_page_parts_never_add_topics(tagger: Tagger) -> None:
     r = tagger.tag(doc)
     assert [t.topic for t in r.topics] == ["sports"]
     assert r.dropped_tags == ("عقوبات", "كوريا", "الشمالية")
+
+
+def test_a_topic_named_twice_in_options_is_chosen_once(tagger: Tagger) -> None:
+    r = tagger.tag(_doc("sanctions"), TagOptions(threshold=0.0, topics=("sanctions", "sanctions")))
+    assert [t.topic for t in r.topics] == ["sanctions"]

@@ -25,7 +25,7 @@ from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
-from tagger.features import TfidfFeaturizer
+from tagger.features import MAX_FEATURES, TfidfFeaturizer
 from tagger.model import TopicModel
 from tagger.taxonomy import Taxonomy
 from tagger.text import document_tokens
@@ -58,8 +58,8 @@ class TrainConfig:
     n_jobs: int = 2
 
     def __post_init__(self) -> None:
-        if self.min_df < 1 or self.max_features < 1:
-            raise ValueError("min_df and max_features must be >= 1")
+        if self.min_df < 1 or not 1 <= self.max_features <= MAX_FEATURES:
+            raise ValueError(f"min_df must be >= 1 and max_features in [1, {MAX_FEATURES:,}]")
         if self.C <= 0 or self.weak_weight < 0:
             raise ValueError("C must be > 0 and weak_weight >= 0")
         if not 0 < self.self_train_lo < self.self_train_hi < 1:
