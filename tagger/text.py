@@ -333,5 +333,7 @@ WORD_UNITS: Final = _word_units_table()
 
 
 def word_stem(word: bytes) -> str:
-    """The token (stem) of one word of :func:`document_word_bytes`."""
-    return _stem_of_bytes(word)
+    """The token (stem) of one word of :func:`document_word_bytes`, computed afresh: its caller (the
+    featuriser's word table) remembers the result, so the stem caches would only hold a second and
+    third copy of every word of an archive, at a third of the cost of a new word."""
+    return _stem(_decode(word, "strict", _CODE_PAGE)[0])
