@@ -22,9 +22,9 @@ from typing import Final
 import numpy as np
 import scipy.sparse as sp
 
-from tagger.kernels import fold_words, tfidf_rows
-from tagger.lookup import IntMap, WordIds
-from tagger.text import WORD_UNITS, document_tokens, document_units, tokenize, word_stem
+from tagger.kernels import KEY_BYTES, PAD_WORDS, fold_words, stem_spans, tfidf_rows, word_keys
+from tagger.lookup import IntMap, PairHashTable, WordIds
+from tagger.text import STEM_TABLES, WORD_UNITS, code_page_bytes, document_tokens, document_units, tokenize, word_stem
 
 __all__ = ["TfidfFeaturizer", "Rows", "NotFittedError", "MAX_FEATURES"]
 
@@ -120,8 +120,20 @@ class TfidfFeaturizer:
         # An unknown token gets id n: one past the last feature, so no bigram key can contain it.
         self._unigram_ids = _UnigramIds((sys.intern(g), i) for g, i in vocab.items() if _BIGRAM_SEP not in g)
         self._unigram_ids.unknown = n
-        # Normalised word (code-page bytes) → unigram id, learnt as words are met.
-        self._word_ids = WordIds(self._resolve_word, _WORD_IDS_MAX)
+        # Normalised word (code-page bytes) → unigram id, learnt as words are met: the words it can
+        # key are stemmed by a compiled pass and their stems looked up in a table of the vocabulary's
+        # unigrams (code-page bytes), the rest go through word_stem and the dict.
+        stems, ids = [], []
+        for g, i in self._unigram_ids.items():
+            raw = code_page_bytes(g)
+            if raw is not None and 0 < len(raw) <= KEY_BYTES and b"\0" not in raw:
+                stems.append(raw)
+                ids.append(i)
+        self._stem_ids = PairHashTable(len(stems))
+        if stems:
+            buf64, starts, lengths = _packed(stems)
+            self._stem_ids.add(*word_keys(buf64, starts, lengths), np.array(ids, np.int64))
+        self._word_ids = WordIds(self._resolve_word, _WORD_IDS_MAX, self._resolve_keyed)
         keys, cols = [], []
         for g, i in vocab.items():
             if _BIGRAM_SEP in g:
@@ -136,7 +148,7 @@ class TfidfFeaturizer:
     def __getstate__(self) -> dict:
         # The lookup index is derived data: rebuild it on load rather than store it twice.
         state = self.__dict__.copy()
-        for k in ("_unigram_ids", "_word_ids", "_bigrams", "_n", "_scratch"):
+        for k in ("_unigram_ids", "_word_ids", "_stem_ids", "_bigrams", "_n", "_scratch"):
             state.pop(k, None)
         return state
 
@@ -220,6 +232,13 @@ class TfidfFeaturizer:
     def _resolve_word(self, word: bytes) -> int:
         return self._unigram_ids[word_stem(word)]
 
+    def _resolve_keyed(self, buf: np.ndarray, buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``_resolve_word`` of many keyable words at once, compiled: stem spans, then the stem table."""
+        stem_starts, stem_lengths = stem_spans(buf, starts, lengths, *STEM_TABLES)
+        ids = self._stem_ids.get(*word_keys(buf64, stem_starts, stem_lengths))
+        ids[ids < 0] = self._n
+        return ids
+
     def _rows_from_ids(self, ids: np.ndarray, lengths: np.ndarray) -> Rows:
         """The one TF-IDF builder: documents given as consecutive runs of unigram ids (n = unknown)
         → L2-normalised sublinear TF-IDF rows (:func:`tagger.kernels.tfidf_rows`, one compiled
@@ -276,3 +295,15 @@ class _UnigramIds(dict):
 
     def __missing__(self, token: str) -> int:
         return self.unknown
+
+
+def _packed(words: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Words laid out for the compiled key reader: one zero-padded uint64 buffer, starts, lengths."""
+    joined = b" ".join(words)
+    buf64 = np.zeros(len(joined) // 8 + 1 + PAD_WORDS, np.uint64)
+    buf64.view(np.uint8)[: len(joined)] = np.frombuffer(joined, np.uint8)
+    lengths = np.fromiter(map(len, words), np.int64, len(words))
+    starts = np.zeros(len(words), np.int64)
+    np.cumsum(lengths[:-1] + 1, out=starts[1:])
+    return buf64, starts, lengths
+

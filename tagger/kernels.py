@@ -20,7 +20,7 @@ from numba import njit
 
 __all__ = [
     "KEY_BYTES", "PAD_WORDS", "DELETED", "OUTSIDE", "MISSING", "ONE_BY_ONE", "pair_get", "pair_put", "int_get", "int_put",
-    "word_ids", "word_keys", "fold_words", "tfidf_rows", "rows_dot", "choose_topics",
+    "word_ids", "word_keys", "stem_spans", "fold_words", "tfidf_rows", "rows_dot", "choose_topics",
 ]
 
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
@@ -212,6 +212,45 @@ def word_keys(buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     for i in range(starts.shape[0]):
         k1[i], k2[i] = _word_key(buf64, starts[i], lengths[i])
     return k1, k2
+
+
+@njit(inline="always")
+def _bytes_key(buf: np.ndarray, start: int, k: int) -> np.uint64:
+    key = np.uint64(0)
+    for j in range(k):
+        key |= np.uint64(buf[start + j]) << np.uint64(8 * j)
+    return key
+
+
+@_compiled
+def stem_spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, arabic: np.ndarray, prefixes: np.ndarray,
+               suffixes: np.ndarray):
+    """Where each word's stem lies in ``buf`` (start, length): :func:`tagger.text.stem` on code-page
+    bytes. A word of more than three bytes whose first byte is an Arabic letter (``arabic``) loses
+    its longest listed prefix that leaves three bytes, then its longest such suffix. ``prefixes``
+    and ``suffixes`` are rows (length, bytes read little-endian), longest first."""
+    m = starts.shape[0]
+    out_starts = starts.copy()
+    out_lengths = lengths.copy()
+    for i in range(m):
+        s = starts[i]
+        n = lengths[i]
+        if n <= 3 or not arabic[buf[s]]:
+            continue
+        for r in range(prefixes.shape[0]):
+            k = np.int64(prefixes[r, 0])
+            if n - k >= 3 and _bytes_key(buf, s, k) == prefixes[r, 1]:
+                s += k
+                n -= k
+                break
+        for r in range(suffixes.shape[0]):
+            k = np.int64(suffixes[r, 0])
+            if n - k >= 3 and _bytes_key(buf, s + n - k, k) == suffixes[r, 1]:
+                n -= k
+                break
+        out_starts[i] = s
+        out_lengths[i] = n
+    return out_starts, out_lengths
 
 
 #: fold_words: what a UTF-16 code unit becomes, besides a code-page byte.

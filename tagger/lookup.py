@@ -109,10 +109,13 @@ class WordIds:
     every meeting). Thread-safe: the table is read and extended under one lock.
     """
 
-    def __init__(self, resolve: Callable[[bytes], int], max_words: int = 500_000) -> None:
+    def __init__(self, resolve: Callable[[bytes], int], max_words: int = 500_000,
+                 resolve_keyed: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+                 ) -> None:
         if max_words < 0:
             raise ValueError("max_words must be >= 0")
         self._resolve = resolve
+        self._resolve_keyed = resolve_keyed
         self._max_words = max_words
         self._table = PairHashTable()
         self._lock = threading.Lock()
@@ -155,6 +158,13 @@ class WordIds:
 
     def _learn(self, buf: np.ndarray, buf64: np.ndarray, out: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                unknown: np.ndarray) -> None:
+        if self._resolve_keyed is not None:
+            # Words the table could key, all at once and compiled; only the rest one by one.
+            keyed = unknown[out[unknown] == MISSING]
+            if keyed.size:
+                out[keyed] = self._resolve_keyed(buf, buf64, starts[keyed], lengths[keyed])
+                self._remember(buf64, starts[keyed], lengths[keyed], out[keyed])
+                unknown = unknown[out[unknown] < 0]
         found: dict[bytes, int] = {}
         first: list[int] = []
         for i, o, n in zip(unknown.tolist(), starts[unknown].tolist(), lengths[unknown].tolist()):
@@ -165,7 +175,17 @@ class WordIds:
                 if out[i] == MISSING:
                     first.append(i)
             out[i] = known
-        keep = np.array(first[: max(0, self._max_words - self._table.count)], dtype=np.intp)
-        if keep.size:
-            k1, k2 = word_keys(buf64, starts[keep], lengths[keep])
-            self._table.add(k1, k2, out[keep])
+        if first:
+            self._remember(buf64, starts[first], lengths[first], out[first])
+
+    def _remember(self, buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ids: np.ndarray) -> None:
+        """Add keyable words (possibly repeated) to the table, each once, the first met first, while
+        there is room."""
+        room = self._max_words - self._table.count
+        if room <= 0:
+            return
+        k1, k2 = word_keys(buf64, starts, lengths)
+        pairs = np.empty(k1.size, dtype=[("k1", np.uint64), ("k2", np.uint64)])
+        pairs["k1"], pairs["k2"] = k1, k2
+        first = np.sort(np.unique(pairs, return_index=True)[1])[:room]
+        self._table.add(k1[first], k2[first], ids[first])

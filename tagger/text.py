@@ -26,7 +26,7 @@ from tagger.kernels import DELETED, OUTSIDE
 
 __all__ = [
     "normalize", "tokenize", "LineStartFilter", "stem", "analyze", "document_tokens", "document_word_bytes", "document_units",
-    "WORD_UNITS", "word_stem",
+    "WORD_UNITS", "STEM_TABLES", "code_page_bytes", "word_stem",
     "NORMALIZATION_VERSION",
 ]
 
@@ -330,6 +330,33 @@ def _word_units_table() -> np.ndarray:
 
 #: See :func:`_word_units_table`.
 WORD_UNITS: Final = _word_units_table()
+
+
+def _affix_rows(affixes: Sequence[str]) -> np.ndarray:
+    """(length, code-page bytes read little-endian) per affix, in the given (longest first) order."""
+    rows = []
+    for a in affixes:
+        raw = _encode(a, "strict", _ENCODING_MAP)[0]
+        rows.append((len(raw), int.from_bytes(raw, "little")))
+    return np.array(rows, dtype=np.uint64).reshape(-1, 2)
+
+
+#: What :func:`tagger.kernels.stem_spans` needs to stem code-page bytes as :func:`stem` stems a str:
+#: which bytes are Arabic letters (U+0621–U+064A), and the affixes as byte rows.
+STEM_TABLES: Final = (
+    np.array([0x0621 <= ord(c) <= 0x064A for c in _CODE_PAGE], dtype=np.bool_),
+    _affix_rows(_PREFIXES),
+    _affix_rows(_SUFFIXES),
+)
+
+
+def code_page_bytes(word: str) -> bytes | None:
+    """A normalised word in the one-byte code page (the form :func:`document_word_bytes` gives), or
+    None if it does not fit it."""
+    try:
+        return _encode(word, "strict", _ENCODING_MAP)[0]
+    except UnicodeEncodeError:
+        return None
 
 
 def word_stem(word: bytes) -> str:

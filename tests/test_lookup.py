@@ -166,3 +166,21 @@ def test_kernels_work_where_numba_cannot_cache() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("max_words", [0, 3, 500_000])
+def test_words_resolved_in_bulk_equal_words_resolved_one_by_one(max_words: int) -> None:
+    """The compiled bulk resolver (keyable words) and the one-by-one resolver must give the same ids
+    and remember the same words, up to the cap."""
+    def one(w: bytes) -> int:
+        return len(w) * 1000 + w[0]
+
+    def bulk(buf: np.ndarray, buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return lengths * 1000 + buf[starts]
+
+    segments = [TEXT] * 50 + [b"", b"q", b"r s r"]
+    plain, fast = WordIds(one, max_words), WordIds(one, max_words, bulk)
+    for _ in range(2):
+        got = fast.ids(segments)[0].tolist()
+        assert got == plain.ids(segments)[0].tolist() == _reference(b" ".join(segments))
+        assert len(fast) == len(plain) <= max_words
