@@ -22,8 +22,8 @@ from typing import Final
 import numpy as np
 import scipy.sparse as sp
 
-from tagger.kernels import KEY_BYTES, PAD_WORDS, fold_words, stem_spans, tfidf_rows, word_keys
-from tagger.lookup import IntMap, PairHashTable, WordIds
+from tagger.kernels import KEY_BYTES, fold_words, stem_spans, tfidf_rows, word_keys
+from tagger.lookup import IntMap, PairHashTable, WordIds, padded
 from tagger.text import STEM_TABLES, WORD_UNITS, code_page_bytes, document_tokens, document_units, tokenize, word_stem
 
 __all__ = ["TfidfFeaturizer", "Rows", "NotFittedError", "MAX_FEATURES"]
@@ -299,11 +299,8 @@ class _UnigramIds(dict):
 
 def _packed(words: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Words laid out for the compiled key reader: one zero-padded uint64 buffer, starts, lengths."""
-    joined = b" ".join(words)
-    buf64 = np.zeros(len(joined) // 8 + 1 + PAD_WORDS, np.uint64)
-    buf64.view(np.uint8)[: len(joined)] = np.frombuffer(joined, np.uint8)
+    buf64 = padded(b" ".join(words))
     lengths = np.fromiter(map(len, words), np.int64, len(words))
     starts = np.zeros(len(words), np.int64)
     np.cumsum(lengths[:-1] + 1, out=starts[1:])
     return buf64, starts, lengths
-

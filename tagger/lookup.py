@@ -19,11 +19,19 @@ import numpy as np
 
 from tagger.kernels import KEY_BYTES, MISSING, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_keys
 
-__all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds"]
+__all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds", "padded"]
 
 # Word bytes: all but the ASCII whitespace bytes.split() splits on.
 _IN_WORD: Final = np.ones(256, np.uint8)
 _IN_WORD[list(b" \t\n\r\x0b\x0c")] = 0
+
+
+def padded(data: bytes) -> np.ndarray:
+    """``data`` in a zero-padded uint64 buffer, as the compiled word loops read it (PAD_WORDS zero
+    words past the end let a word's key be read with aligned 8-byte loads)."""
+    buf64 = np.zeros(len(data) // 8 + 1 + PAD_WORDS, np.uint64)
+    buf64.view(np.uint8)[: len(data)] = np.frombuffer(data, np.uint8)
+    return buf64
 
 
 class PairHashTable:
@@ -129,8 +137,7 @@ class WordIds:
         if not segments:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         words = segments[0] if len(segments) == 1 else b" ".join(segments)
-        buf64 = np.zeros(len(words) // 8 + 1 + PAD_WORDS, np.uint64)
-        buf64.view(np.uint8)[: len(words)] = np.frombuffer(words, np.uint8)
+        buf64 = padded(words)
         seg_ends = np.fromiter(map(len, segments), np.int64, len(segments))
         seg_ends[1:] += 1  # the joining space before each later segment
         np.cumsum(seg_ends, out=seg_ends)

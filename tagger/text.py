@@ -360,7 +360,7 @@ def code_page_bytes(word: str) -> bytes | None:
 
 
 def word_stem(word: bytes) -> str:
-    """The token (stem) of one word of :func:`document_word_bytes`, computed afresh: its caller (the
-    featuriser's word table) remembers the result, so the stem caches would only hold a second and
-    third copy of every word of an archive, at a third of the cost of a new word."""
+    """The token (stem) of one word of :func:`document_word_bytes`, computed afresh. The featuriser
+    stems the words its table can key in a compiled pass and remembers them; what reaches here is
+    the rare rest (over 16 bytes), which the stem caches would only fill with an archive's tail."""
     return _stem(_decode(word, "strict", _CODE_PAGE)[0])
