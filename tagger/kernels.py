@@ -1,6 +1,6 @@
-"""The compiled inner loops of featurisation and scoring (numba): word splitting and hashing,
-hash-table probes, TF-IDF rows, and their product with the weights. Everything else stays Python
-and NumPy.
+"""The compiled inner loops of featurisation and scoring (numba): folding text to normalised words,
+word splitting and hashing, stemming new words, hash-table probes, TF-IDF rows, their product with
+the weights, and the choice of topics. Everything else stays Python and NumPy.
 
 Why compiled: a document is a few hundred words, and per-word work in Python (an object, a dict
 lookup, ~150 ns) or as a few dozen NumPy calls per chunk was most of a batch run's time. Each loop
