@@ -164,6 +164,14 @@ def word_ids(buf: np.ndarray, buf64: np.ndarray, n: int, seg_ends: np.ndarray, i
     Three loops, each simple: word edges without a branch per byte (a mispredicted branch at every
     word boundary was a third of the time), keys, then probes, whose cache misses overlap when
     nothing else is in the loop."""
+    # Nothing below is bounds-checked: every word must fall inside a segment.
+    last = 0
+    for s in range(seg_ends.shape[0]):
+        if seg_ends[s] < last:
+            raise ValueError("seg_ends must be non-decreasing segment ends, the last one n")
+        last = seg_ends[s]
+    if last != n:
+        raise ValueError("seg_ends must be non-decreasing segment ends, the last one n")
     edges = np.empty(n + 2, np.int64)
     k = 0
     inside = np.uint8(0)
