@@ -133,6 +133,10 @@ class ChunkTagger:
     def results(self, chunk: Chunk) -> list[TagResult | Reject]:
         return self._tag(chunk, self.tagger.tag_many)
 
+    def lines(self, chunk: Chunk) -> list[str | Reject]:
+        """:meth:`results` with each result as its JSON line (:meth:`Tagger.tag_lines`)."""
+        return self._tag(chunk, self.tagger.tag_lines)
+
     def _tag(self, chunk: Chunk, tag_many: Callable[[list[Document], TagOptions], list[Any]]) -> list[Any]:
         """Each record's outcome from ``tag_many`` (TagResults or JSON lines), or its Reject, in
         input order."""
@@ -161,7 +165,7 @@ class ChunkTagger:
         """(output lines, reject lines, n tagged, n rejected) for one chunk, as UTF-8 bytes."""
         out: list[str] = []
         rej: list[str] = []
-        for r in self._tag(chunk, self.tagger.tag_lines):
+        for r in self.lines(chunk):
             if isinstance(r, Reject):
                 rej.append(json.dumps(r.to_json(), ensure_ascii=False))
             else:

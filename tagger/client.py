@@ -275,7 +275,7 @@ class _StreamFeed:
 
 
 class RemoteTagger:
-    """:class:`tagger.tagger.Tagger`'s interface (tag, tag_many, topics, version, max_chars,
+    """:class:`tagger.tagger.Tagger`'s interface (tag, tag_many, tag_lines, topics, version, max_chars,
     on_too_long) answered by a server, so code written for a local Tagger can tag remotely."""
 
     def __init__(self, client: TaggerClient) -> None:
@@ -298,3 +298,7 @@ class RemoteTagger:
 
     def tag(self, doc: Document, options: TagOptions = TagOptions()) -> TagResult:
         return self.tag_many([doc], options)[0]
+
+    def tag_lines(self, docs: Sequence[Document], options: TagOptions = TagOptions()) -> list[str]:
+        """Like Tagger.tag_lines: each result as its JSON line."""
+        return [r.to_json_line() for r in self.tag_many(docs, options)]

@@ -135,11 +135,11 @@ def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
                 [spec] = resolve_inputs([name], fmt)
             check_csv_columns(spec, worker.fields, data)
             for chunk in iter_chunks(spec, 0, size=64, stdin_data=data):
-                for r in worker.results(chunk):
+                for r in worker.lines(chunk):
                     if isinstance(r, Reject):
                         sys.stdout.flush()
                         raise CLIError(f"{r.where()}: {r.detail}")
-                    write(r.to_json_line() + "\n")
+                    write(r + "\n")
         except InputError as e:
             raise CLIError(str(e)) from e
         except OSError as e:
