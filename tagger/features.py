@@ -234,7 +234,7 @@ class TfidfFeaturizer:
 
     def _resolve_keyed(self, buf: np.ndarray, buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """``_resolve_word`` of many keyable words at once, compiled: stem spans, then the stem table."""
-        stem_starts, stem_lengths = stem_spans(buf, starts, lengths, *STEM_TABLES)
+        stem_starts, stem_lengths = stem_spans(buf, buf64, starts, lengths, *STEM_TABLES)
         ids = self._stem_ids.get(*word_keys(buf64, stem_starts, stem_lengths))
         ids[ids < 0] = self._n
         return ids

@@ -222,21 +222,14 @@ def word_keys(buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     return k1, k2
 
 
-@njit(inline="always")
-def _bytes_key(buf: np.ndarray, start: int, k: int) -> np.uint64:
-    key = np.uint64(0)
-    for j in range(k):
-        key |= np.uint64(buf[start + j]) << np.uint64(8 * j)
-    return key
-
-
 @_compiled
-def stem_spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, arabic: np.ndarray, prefixes: np.ndarray,
-               suffixes: np.ndarray):
+def stem_spans(buf: np.ndarray, buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray, arabic: np.ndarray,
+               prefixes: np.ndarray, suffixes: np.ndarray):
     """Where each word's stem lies in ``buf`` (start, length): :func:`tagger.text.stem` on code-page
     bytes. A word of more than three bytes whose first byte is an Arabic letter (``arabic``) loses
     its longest listed prefix that leaves three bytes, then its longest such suffix. ``prefixes``
-    and ``suffixes`` are rows (length, bytes read little-endian), longest first."""
+    and ``suffixes`` are rows (length, bytes read little-endian as :func:`_word_key` reads them),
+    longest first. ``buf`` is a uint8 view of ``buf64``, as for :func:`word_ids`."""
     m = starts.shape[0]
     out_starts = starts.copy()
     out_lengths = lengths.copy()
@@ -247,13 +240,13 @@ def stem_spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, arabic:
             continue
         for r in range(prefixes.shape[0]):
             k = np.int64(prefixes[r, 0])
-            if n - k >= 3 and _bytes_key(buf, s, k) == prefixes[r, 1]:
+            if n - k >= 3 and _word_key(buf64, s, k)[0] == prefixes[r, 1]:
                 s += k
                 n -= k
                 break
         for r in range(suffixes.shape[0]):
             k = np.int64(suffixes[r, 0])
-            if n - k >= 3 and _bytes_key(buf, s + n - k, k) == suffixes[r, 1]:
+            if n - k >= 3 and _word_key(buf64, s + n - k, k)[0] == suffixes[r, 1]:
                 n -= k
                 break
         out_starts[i] = s
@@ -311,8 +304,8 @@ def tfidf_rows(ids: np.ndarray, lengths: np.ndarray, n: int, bigram_slots: np.nd
     known ids in one document, keyed ``a * (n + 1) + b`` in the bigram int map.
 
     A row's indices are its features in order of first occurrence: sorting them would cost more
-    than all the rest, and nothing downstream needs it. ``counts`` is all-zero scratch of length >= n, left all-zero again (it is reused
-    rather than allocated, zeroed and paged in per call).
+    than all the rest, and nothing downstream needs it. ``counts`` is all-zero scratch of length
+    >= n, left all-zero again (it is reused rather than allocated, zeroed and paged in per call).
     """
     n_docs = lengths.shape[0]
     cap = 2 * ids.shape[0]

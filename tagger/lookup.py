@@ -17,7 +17,7 @@ from typing import Final
 
 import numpy as np
 
-from tagger.kernels import KEY_BYTES, MISSING, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_keys
+from tagger.kernels import KEY_BYTES, MISSING, ONE_BY_ONE, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_keys
 
 __all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds", "padded"]
 
@@ -163,25 +163,30 @@ class WordIds:
 
     def _learn(self, buf: np.ndarray, buf64: np.ndarray, out: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                unknown: np.ndarray) -> None:
-        if self._resolve_keyed is not None:
-            # Words the table could key, all at once and compiled; only the rest one by one.
-            keyed = unknown[out[unknown] == MISSING]
-            if keyed.size:
+        # Words the table can key: resolved together (compiled, if the owner gave a bulk resolver)
+        # and remembered. The rest (too long to key) are resolved at every meeting.
+        keyed = unknown[out[unknown] == MISSING]
+        if keyed.size:
+            if self._resolve_keyed is not None:
                 out[keyed] = self._resolve_keyed(buf, buf64, starts[keyed], lengths[keyed])
-                self._remember(buf64, starts[keyed], lengths[keyed], out[keyed])
-                unknown = unknown[out[unknown] < 0]
+            else:
+                out[keyed] = self._resolve_each(buf, starts[keyed], lengths[keyed])
+            self._remember(buf64, starts[keyed], lengths[keyed], out[keyed])
+        rest = unknown[out[unknown] == ONE_BY_ONE]
+        if rest.size:
+            out[rest] = self._resolve_each(buf, starts[rest], lengths[rest])
+
+    def _resolve_each(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``resolve`` of each word, called once per distinct word."""
         found: dict[bytes, int] = {}
-        first: list[int] = []
-        for i, o, n in zip(unknown.tolist(), starts[unknown].tolist(), lengths[unknown].tolist()):
+        out = np.empty(starts.size, np.int64)
+        for i, (o, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
             word = buf[o: o + n].tobytes()
             known = found.get(word)
             if known is None:
                 known = found[word] = self._resolve(word)
-                if out[i] == MISSING:
-                    first.append(i)
             out[i] = known
-        if first:
-            self._remember(buf64, starts[first], lengths[first], out[first])
+        return out
 
     def _remember(self, buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ids: np.ndarray) -> None:
         """Add keyable words (possibly repeated) to the table, each once, the first met first, while

@@ -279,7 +279,7 @@ def test_compiled_stemming_equals_stem(articles: list[dict]) -> None:
     words = sorted(w for w in words if w)
     buf64, starts, lengths = _packed(words)
     buf = buf64.view(np.uint8)
-    got_starts, got_lengths = stem_spans(buf, starts, lengths, *text.STEM_TABLES)
+    got_starts, got_lengths = stem_spans(buf, buf64, starts, lengths, *text.STEM_TABLES)
     for w, s, n in zip(words, got_starts.tolist(), got_lengths.tolist()):
         word = text._decode(w, "strict", text._CODE_PAGE)[0]
         assert buf[s: s + n].tobytes() == text.code_page_bytes(text.stem(word)), word
