@@ -110,6 +110,43 @@ def resolve_model_dir(path: Path) -> Path:
     raise ArtifactError(f"no model found at {path}")
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_manifest(manifest: Any, where: Path) -> None:
+    """Refuse a manifest whose fields have the wrong shape, each with a message naming the field, so a
+    hand-edited or damaged manifest is an ArtifactError, never a crash further on."""
+    def bad(key: str, expected: str) -> ArtifactError:
+        return ArtifactError(f"manifest {where}: '{key}' must be {expected}")
+
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"manifest {where} must be a JSON object, got {type(manifest).__name__}")
+    for key in ("name", "version", "sha256", "topics", "thresholds", "versions"):
+        if key not in manifest:
+            raise ArtifactError(f"manifest {where} lacks '{key}'")
+    if not isinstance(manifest["name"], str) or not manifest["name"]:
+        raise bad("name", "a non-empty string")
+    if not isinstance(manifest["version"], (str, int)) or isinstance(manifest["version"], bool):
+        raise bad("version", "a string or an integer")
+    if not isinstance(manifest["sha256"], str) or not _SHA256.fullmatch(manifest["sha256"]):
+        raise bad("sha256", "64 lower-case hex digits")
+    if not isinstance(manifest["topics"], list) or not all(isinstance(t, str) for t in manifest["topics"]):
+        raise bad("topics", "a list of topic ids")
+    if not isinstance(manifest["thresholds"], dict):
+        raise bad("thresholds", "an object of topic: threshold")
+    if not isinstance(manifest["versions"], dict) or not all(isinstance(v, str) for v in manifest["versions"].values()):
+        raise bad("versions", "an object of library: version string")
+    model_file = manifest.get("model_file", MODEL_FILE)
+    # A plain file name: the manifest must not point the unpickler at a file outside its folder.
+    if not isinstance(model_file, str) or not model_file or Path(model_file).name != model_file or model_file in (".", ".."):
+        raise bad("model_file", "a file name in the version folder")
+    if manifest.get("taxonomy") is not None:
+        try:
+            Taxonomy.from_dict(manifest["taxonomy"])
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise ArtifactError(f"manifest {where}: bad 'taxonomy': {e}") from e
+
+
 def load_model(path: Path, *, check_versions: bool = True) -> LoadedModel:
     """Load and verify a model version folder (or the newest version under a name folder)."""
     vdir = resolve_model_dir(path)
@@ -117,9 +154,7 @@ def load_model(path: Path, *, check_versions: bool = True) -> LoadedModel:
         manifest = json.loads((vdir / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ArtifactError(f"cannot read manifest {vdir / MANIFEST_FILE}: {e}") from e
-    for key in ("name", "version", "sha256", "topics", "thresholds", "versions"):
-        if key not in manifest:
-            raise ArtifactError(f"manifest {vdir / MANIFEST_FILE} lacks '{key}'")
+    _check_manifest(manifest, vdir / MANIFEST_FILE)
     model_file = vdir / manifest.get("model_file", MODEL_FILE)
     if not model_file.is_file():
         raise ArtifactError(f"model file {model_file} is missing")

@@ -288,7 +288,10 @@ def run_batch(cfg: BatchConfig, loaded: LoadedModel | None = None, log: Callable
     with sink:
         if sink.state.complete:
             c = sink.state.counts
-            return BatchStats(c.read, c.tagged, c.rejected, already_complete=True)
+            stats = BatchStats(c.read, c.tagged, c.rejected, already_complete=True)
+            if log is not None:
+                log(stats.summary(cfg.rejects_path))
+            return stats
         done_before = sink.state.counts.read
         t0 = time.perf_counter()
         bar = _progress(cfg.progress, initial=done_before)
@@ -309,6 +312,11 @@ def run_batch(cfg: BatchConfig, loaded: LoadedModel | None = None, log: Callable
                     sink.checkpoint()
                     last_checkpoint = time.monotonic()
             sink.checkpoint(complete=True)
+        except InputError as e:
+            # An input that stops being readable part-way (a truncated .gz): what came before it is
+            # written and checkpointed, and the message names the input.
+            sink.checkpoint()
+            raise BatchError(f"{e} (the {sink.state.counts.read:,} records before it are written)") from e
         except BaseException:
             # Ctrl-C or an error: keep what was written in order, so --resume continues from here.
             try:

@@ -19,12 +19,15 @@ server balances *connections* across its processes (SO_REUSEPORT), so one connec
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import random
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
@@ -274,6 +277,26 @@ class _StreamFeed:
             yield request
 
 
+def _utf8_safe(doc: Document) -> Document:
+    """``doc`` with lone surrogates (which JSON escapes such as "\\ud800" can produce) replaced by U+FFFD.
+
+    Protobuf strings must be UTF-8, which cannot hold them. Neither character is part of a word, so the
+    model sees the same words either way; ``doc`` itself is returned when nothing needs replacing.
+    """
+    parts = (doc.id, doc.title, doc.body, *doc.tags)
+    try:
+        for part in parts:
+            part.encode("utf-8")
+        return doc
+    except UnicodeEncodeError:
+        pass
+    fix = functools.partial(_SURROGATE.sub, "\ufffd")
+    return replace(doc, id=fix(doc.id), title=fix(doc.title), body=fix(doc.body), tags=tuple(map(fix, doc.tags)))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class RemoteTagger:
     """:class:`tagger.tagger.Tagger`'s interface (tag, tag_many, tag_lines, topics, version, max_chars,
     on_too_long) answered by a server, so code written for a local Tagger can tag remotely."""
@@ -289,12 +312,16 @@ class RemoteTagger:
     def tag_many(self, docs: Sequence[Document], options: TagOptions = TagOptions()) -> list[TagResult]:
         """Like Tagger.tag_many: results in order, scores included; a bad document raises InvalidDocumentError."""
         options.validate(self.topics)  # so INVALID_ARGUMENT below can only be about a document
+        wire = [_utf8_safe(d) for d in docs]
         try:
-            return self.client.tag_batch(docs, options, include_scores=True)
+            results = self.client.tag_batch(wire, options, include_scores=True)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidDocumentError(e.details()) from e
             raise
+        # A document that had to be changed to travel gets its own id and tags back, as a local Tagger
+        # would report them.
+        return [r if w is d else replace(r, id=d.id, dropped_tags=d.tags) for r, w, d in zip(results, wire, docs)]
 
     def tag(self, doc: Document, options: TagOptions = TagOptions()) -> TagResult:
         return self.tag_many([doc], options)[0]

@@ -5,22 +5,51 @@ import bz2
 import gzip
 import json
 import lzma
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["open_text", "read_jsonl", "InputError"]
+__all__ = ["open_text", "read_jsonl", "loads_json", "JSONProblem", "READ_ERRORS", "InputError"]
+
+#: What reading a damaged file raises: truncated or corrupt .gz/.xz/.bz2 streams, disk errors.
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
 class InputError(ValueError):
     """Bad input data; the message names the file and line."""
 
 
+class JSONProblem(ValueError):
+    """A text that is not a usable JSON value; the message says why in a few words."""
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` with every way a text can fail reported as one :class:`JSONProblem`.
+
+    Besides syntax errors, valid JSON can still be refused: an integer longer than Python's digit
+    limit (ValueError) or nesting deeper than the recursion limit (RecursionError). Callers turn a
+    JSONProblem into a reject or an error naming the record, so no input can crash a run.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        where = f"line {e.lineno} column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
+        raise JSONProblem(f"{e.msg} at {where}") from None
+    except RecursionError:
+        raise JSONProblem("nested too deeply") from None
+    except ValueError as e:  # e.g. an integer beyond sys.get_int_max_str_digits()
+        raise JSONProblem(str(e)) from None
+
+
 def open_text(path: Path | str, mode: str = "rt") -> IO[str]:
     """Open a text file, decompressing by suffix. Decoding is strict: bad UTF-8 raises."""
     path = Path(path)
     opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
-    return opener(path, mode, encoding="utf-8", errors="strict")  # type: ignore[operator]
+    # Reading as utf-8-sig: a byte-order mark some editors put at the start is not part of the first
+    # record. (Writing as utf-8-sig would add one.)
+    encoding = "utf-8-sig" if "r" in mode else "utf-8"
+    return opener(path, mode, encoding=encoding, errors="strict")  # type: ignore[operator]
 
 
 def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -28,22 +57,30 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    with open_text(path) as f:
-        line_no = 0
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    line_no = 0
+    try:
+        f = open_text(path)
+    except OSError as e:
+        raise InputError(f"{path}: cannot open ({e.strerror or e})") from e
+    with f:
         while True:
             try:
                 line = f.readline()
             except UnicodeDecodeError as e:
                 raise InputError(f"{path}:{line_no + 1}: invalid UTF-8 ({e.reason})") from e
+            except READ_ERRORS as e:
+                raise InputError(f"{path}:{line_no + 1}: cannot read ({e}): is the file truncated or corrupt?") from e
             if not line:
                 return
             line_no += 1
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{line_no}: invalid JSON ({e.msg})") from e
+                obj = loads_json(line)
+            except JSONProblem as e:
+                raise InputError(f"{path}:{line_no}: invalid JSON ({e})") from e
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
             yield line_no, obj

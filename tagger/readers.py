@@ -17,7 +17,6 @@ import bz2
 import csv
 import gzip
 import hashlib
-import json
 import lzma
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from tagger.document import Document, from_fields, parse_page
+from tagger.io import READ_ERRORS, JSONProblem, loads_json
 
 __all__ = [
     "Fields", "InputSpec", "Chunk", "Reject", "InputError", "FORMATS", "REJECT_REASONS",
@@ -44,7 +44,7 @@ REJECT_REASONS: Final = (
     "invalid_json",  # a JSONL line that does not parse
     "not_an_object",  # a JSON value that is not an object
     "invalid_csv",  # a CSV row the parser refused, or with the wrong number of fields
-    "missing_text",  # no text (or raw page) field
+    "missing_text",  # no text, raw page or title field
     "empty_text",  # the text is empty or only whitespace, or nothing is left once page parts are cut
     "invalid_field",  # a field of the wrong type (a number where text belongs, a tag that is not a string)
     "too_long",  # longer than --max-chars
@@ -57,6 +57,7 @@ _SUFFIX_FORMAT: Final = {
 }
 _TAG_SPLIT: Final = re.compile(r"[,،|]")
 _SNIFF_BYTES: Final = 1 << 16
+_BOM: Final = b"\xef\xbb\xbf"
 
 
 class InputError(ValueError):
@@ -167,11 +168,34 @@ def resolve_inputs(paths: list[str], forced: str | None = None) -> list[InputSpe
         if path != "-" and not (os.path.isfile(path) or os.path.isdir(path)):
             raise InputError(f"{path}: not a file or directory")
         is_dir = path != "-" and os.path.isdir(path)
-        fmt = detect_format(path, forced)
+        try:
+            fmt = detect_format(path, forced)
+        except READ_ERRORS as e:
+            raise InputError(f"{path}: cannot read ({e})") from e
+        if fmt == "auto":  # stdin read as a stream: sniff what is already buffered
+            fmt = _sniff_stream(_peek_stdin())
         if is_dir and fmt != "page":
             raise InputError(f"{path}: a directory is read as raw pages (*.txt), not as {fmt}")
+        if is_dir and next(_walk_pages(path), None) is None:
+            raise InputError(f"{path}: no pages (*.txt files) in this directory")
         specs.append(InputSpec(path=path, format=fmt, is_dir=is_dir))
     return specs
+
+
+def _peek_stdin() -> bytes:
+    buffer = sys.stdin.buffer
+    peek = getattr(buffer, "peek", None)
+    return peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if peek is not None else b""
+
+
+def _sniff_stream(head: bytes) -> str:
+    """:func:`sniff` on the first buffered bytes of a stream (a few KB, maybe inside the first line).
+    An object with no line break in sight is read as JSON lines: for one object on one line that is
+    the same record, and it keeps a long first line from turning a JSONL stream into one JSON value."""
+    stripped = head.strip()
+    if stripped.startswith(b"{") and b"\n" not in stripped:
+        return "jsonl"
+    return sniff(head)
 
 
 def read_stdin_spec(data: bytes, forced: str | None = None) -> tuple[InputSpec, bytes]:
@@ -214,7 +238,7 @@ def _walk_pages(root: str) -> Iterator[tuple[str, str]]:
         subdirs = []
         for e in entries:
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            if e.is_dir():
+            if e.is_dir(follow_symlinks=False):  # a linked folder could lead back up: pages twice, or forever
                 subdirs.append(rel)
             elif e.is_file() and e.name.lower().endswith(".txt"):
                 yield rel, e.path
@@ -227,17 +251,34 @@ def iter_chunks(
     stdin_data: bytes | None = None,
 ) -> Iterator[Chunk]:
     """Cut one input into chunks of at most ``size`` records, from position ``start`` (a byte
-    offset for JSONL/CSV, an item index for JSON, a file index for a page directory)."""
-    if spec.format == "jsonl":
-        yield from _jsonl_chunks(spec, input_index, start, start_line, size, stdin_data)
-    elif spec.format in ("csv", "tsv"):
-        yield from _csv_chunks(spec, input_index, start, start_line, size, stdin_data)
-    elif spec.format == "json":
-        yield from _json_chunks(spec, input_index, start, size, stdin_data)
-    elif spec.format == "page":
-        yield from _page_chunks(spec, input_index, start, size, stdin_data)
-    else:
-        raise InputError(f"{spec.path}: unknown format {spec.format!r}")
+    offset for JSONL/CSV, an item index for JSON, a file index for a page directory).
+
+    A file that cannot be read on (a truncated or corrupt .gz/.xz, a disk error) raises InputError
+    naming it: the chunks before it were whole records and stay valid."""
+    try:
+        if spec.format == "jsonl":
+            yield from _jsonl_chunks(spec, input_index, start, start_line, size, stdin_data)
+        elif spec.format in ("csv", "tsv"):
+            yield from _csv_chunks(spec, input_index, start, start_line, size, stdin_data)
+        elif spec.format == "json":
+            yield from _json_chunks(spec, input_index, start, size, stdin_data)
+        elif spec.format == "page":
+            yield from _page_chunks(spec, input_index, start, size, stdin_data)
+        else:
+            raise InputError(f"{spec.path}: unknown format {spec.format!r}")
+    except _LineReadError as e:
+        raise InputError(f"{spec.source}: line {e.line}: cannot read ({e.__cause__}): is the file truncated or "
+                         f"corrupt?") from e.__cause__
+    except READ_ERRORS as e:
+        raise InputError(f"{spec.source}: cannot read ({e}): is the file truncated or corrupt?") from e
+
+
+class _LineReadError(Exception):
+    """A read error at a known line (the cause is the original error)."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 def _binary_source(spec: InputSpec, stdin_data: bytes | None, start: int) -> IO[bytes]:
@@ -260,11 +301,20 @@ def _binary_source(spec: InputSpec, stdin_data: bytes | None, start: int) -> IO[
 def _jsonl_chunks(spec, input_index, start, start_line, size, stdin_data) -> Iterator[Chunk]:
     label, pos, line_no = spec.label, start, start_line
     f = _binary_source(spec, stdin_data, start)
+    lines = iter(f)
     try:
         chunk = Chunk(input_index, "json", spec.source)
-        for raw in f:
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except READ_ERRORS as e:
+                raise _LineReadError(line_no + 1) from e
             line_no += 1
             pos += len(raw)
+            if pos == len(raw) and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]  # a byte-order mark is not part of the first record
             if raw.isspace():
                 continue  # a blank line is not a record
             chunk.lines.append(line_no)
@@ -370,13 +420,13 @@ def _json_chunks(spec, input_index, start, size, stdin_data) -> Iterator[Chunk]:
     raw = _read_all(spec, stdin_data)
     label = spec.label
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = loads_json(raw.decode("utf-8-sig"))
         items = value if isinstance(value, list) else [value]
         problem = None
     except UnicodeDecodeError as e:
         items, problem = [None], ("invalid_utf8", f"invalid UTF-8 at byte {e.start}")
-    except json.JSONDecodeError as e:
-        items, problem = [None], ("invalid_json", f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})")
+    except JSONProblem as e:
+        items, problem = [None], ("invalid_json", f"invalid JSON ({e})")
     chunk = Chunk(input_index, "item", spec.source)
     for i in range(start, len(items)):
         chunk.lines.append(None)
@@ -425,9 +475,9 @@ def to_document(
         except UnicodeDecodeError as e:
             return Reject(source, line, None, "invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line")
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            return Reject(source, line, None, "invalid_json", f"invalid JSON ({e.msg} at column {e.colno})")
+            obj = loads_json(text)
+        except JSONProblem as e:
+            return Reject(source, line, None, "invalid_json", f"invalid JSON ({e})")
         return _from_mapping(obj, source, line, default_id, fields)
     if kind == "item":
         if isinstance(data, tuple):  # the whole .json file failed to decode or parse
@@ -447,7 +497,7 @@ def to_document(
         return _from_mapping(dict(zip(header, row)), source, line, default_id, fields)
     if kind == "page":
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             return Reject(source, line, default_id, "invalid_utf8", f"invalid UTF-8 at byte {e.start}")
         if not text.strip():
@@ -471,10 +521,12 @@ def _from_mapping(obj: Any, source: str, line: int | None, default_id: str, fiel
     for name, value in ((fields.text, text), (fields.raw, raw), (fields.title, title)):
         if value is not None and not isinstance(value, str):
             return Reject(source, line, doc_id, "invalid_field", f"field {name!r} must be a string, got {type(value).__name__}")
-    if text is None and raw is None:
-        return Reject(source, line, doc_id, "missing_text", f"document {doc_id!r} has no {fields.text!r} field")
-    if not ((text and not text.isspace()) or (raw and not raw.isspace())):
-        return Reject(source, line, doc_id, "empty_text", f"document {doc_id!r} has no text to tag ({fields.text!r} is empty)")
+    # A headline alone is taggable (as it is over gRPC): only a record with no text at all is refused.
+    if text is None and raw is None and title is None:
+        return Reject(source, line, doc_id, "missing_text",
+                      f"document {doc_id!r} has no {fields.text!r}, {fields.raw!r} or {fields.title!r} field")
+    if not any(v and not v.isspace() for v in (text, raw, title)):
+        return Reject(source, line, doc_id, "empty_text", f"document {doc_id!r} has no text to tag (all empty)")
     tags = obj.get(fields.tags)
     if tags is None:
         tags = ()
@@ -490,8 +542,10 @@ def _from_mapping(obj: Any, source: str, line: int | None, default_id: str, fiel
 
 def check_csv_columns(spec: InputSpec, fields: Fields, stdin_data: bytes | None = None) -> None:
     """Fail early, once, when a CSV has no text column: a wrong --text-field is not a per-row problem."""
-    if spec.format not in ("csv", "tsv") or (spec.path == "-" and stdin_data is None):
-        return  # streamed stdin cannot be read twice; _csv_chunks says so
+    if spec.format not in ("csv", "tsv"):
+        return
+    if spec.path == "-" and stdin_data is None:
+        raise InputError("CSV from stdin: save it to a file first")  # a stream cannot be read twice (header)
     header, _, _ = _csv_header(spec, stdin_data)
     if header and fields.text not in header and fields.raw not in header:
         raise InputError(

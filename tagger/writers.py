@@ -114,11 +114,13 @@ class OutputSink:
         if resume:
             if checkpoint_path.exists():
                 return cls._resume(output, rejects, checkpoint_path, identity)
-            if output.exists() and output.stat().st_size > 0:
-                raise SinkError(
-                    f"cannot resume: {output} exists but has no checkpoint ({checkpoint_path.name}); "
-                    f"use --force to start over"
-                )
+            # Nothing to resume: start afresh, but never over lines some other run wrote.
+            for p in (output, rejects):
+                if p.exists() and p.stat().st_size > 0 and not force:
+                    raise SinkError(
+                        f"cannot resume: {p} exists but there is no checkpoint ({checkpoint_path.name}); "
+                        f"use --force to start over"
+                    )
         elif not force:
             existing = [p for p in (output, rejects, checkpoint_path) if p.exists()]
             if existing:

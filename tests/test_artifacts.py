@@ -123,3 +123,26 @@ def test_shipped_default_model_verifies_and_is_small() -> None:
     total = sum(f.stat().st_size for f in root.parent.rglob("*") if f.is_file())
     assert total < 25 * 1024 * 1024
     assert os.access(loaded.path / "model.joblib", os.R_OK)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: [m], "must be a JSON object, got list"),
+        (lambda m: m | {"sha256": 123}, "'sha256' must be 64 lower-case hex digits"),
+        (lambda m: m | {"versions": [1]}, "'versions' must be an object"),
+        (lambda m: m | {"topics": "sanctions"}, "'topics' must be a list"),
+        (lambda m: m | {"thresholds": None}, "'thresholds' must be an object"),
+        (lambda m: m | {"name": ""}, "'name' must be a non-empty string"),
+        (lambda m: m | {"model_file": None}, "'model_file' must be a file name"),
+        (lambda m: m | {"model_file": "../1/model.joblib"}, "'model_file' must be a file name"),
+        (lambda m: m | {"taxonomy": {"version": 9, "topics": []}}, "bad 'taxonomy'.*version 9"),
+    ],
+)
+def test_a_malformed_manifest_is_refused_naming_the_field(tmp_path: Path, edit, match: str) -> None:
+    """A hand-edited or damaged manifest is an ArtifactError saying what is wrong, never a TypeError
+    further on; and it can never point the unpickler outside its folder."""
+    vdir = publish_model(tiny_model(), tmp_path / "m")
+    (vdir / "manifest.json").write_text(json.dumps(edit(_manifest(vdir))), "utf-8")
+    with pytest.raises(ArtifactError, match=match):
+        load_model(vdir)

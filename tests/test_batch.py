@@ -99,6 +99,7 @@ def test_directory_of_pages(tmp_path: Path, loaded: LoadedModel, shared_dir: Pat
         (pages / rel).write_bytes(data)
     (pages / ".hidden.txt").write_bytes(seed)  # hidden files and other suffixes are not pages
     (pages / "notes.md").write_text("not a page", "utf-8")
+    (pages / "a" / "up").symlink_to(pages, target_is_directory=True)  # a linked folder is not followed (a loop)
     out, rejects, stats = run(loaded, [pages], tmp_path / "out.jsonl")
     order = ["10.txt", "seed.txt", "a/2.txt", "a/b/1.txt"]  # sorted, a folder's files before its subfolders
     assert [o["id"] for o in out] == order
@@ -107,6 +108,31 @@ def test_directory_of_pages(tmp_path: Path, loaded: LoadedModel, shared_dir: Pat
     assert {t["topic"] for t in seed_out["topics"]} == {"diplomacy", "military", "sanctions"}
     assert "سياسة" in seed_out["dropped_tags"]
     assert rejects == [] and stats.read == 4
+
+
+def test_an_empty_page_folder_is_an_error_not_silence(tmp_path: Path, loaded: LoadedModel) -> None:
+    (tmp_path / "pages").mkdir()
+    with pytest.raises(BatchError, match=r"pages: no pages \(\*\.txt files\)"):
+        run(loaded, [tmp_path / "pages"], tmp_path / "out.jsonl")
+
+
+def test_json_that_python_cannot_hold_is_a_reject_not_a_crash(
+    tmp_path: Path, loaded: LoadedModel, articles: list[dict]
+) -> None:
+    """Valid JSON can still be refused by the parser (a 5,000-digit integer, nesting deeper than the
+    recursion limit): each such line is rejected and the run goes on, in JSONL and in a .json file."""
+    good = {"id": "good", "text": articles[0]["text"]}
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + jsonl([good])  # a byte-order mark before the first record is not data
+                    + b'{"id": "big", "text": "x", "n": ' + b"1" * 5000 + b"}\n"
+                    + b"[" * 100_000 + b"\n" + jsonl([good | {"id": "after"}]))
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b"[" * 100_000)
+    out, rejects, stats = run(loaded, [src, deep], tmp_path / "out.jsonl")
+    assert [o["id"] for o in out] == ["good", "after"]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(2, "invalid_json"), (3, "invalid_json"), (None, "invalid_json")]
+    assert "digits" in rejects[0]["detail"] and "nested too deeply" in rejects[1]["detail"]
+    assert stats.read == 5
 
 
 def test_json_file_and_several_inputs_in_order(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
@@ -134,7 +160,7 @@ def test_every_reject_reason_and_nothing_lost(tmp_path: Path, loaded: LoadedMode
         b'{"id": "json", "text": \n',  # 3: invalid JSON
         b'["not", "an", "object"]\n',  # 4
         jsonl([
-            {"id": "missing", "title": "عنوان فقط"},  # 5
+            {"id": "missing", "tags": ["سياسة"]},  # 5: no text, raw or title
             {"id": "empty", "text": "  \n "},  # 6
             {"id": "type", "text": 42},  # 7: invalid_field
             {"id": "both", "text": "نص", "raw": "صفحة"},  # 8: invalid_document
@@ -142,6 +168,7 @@ def test_every_reject_reason_and_nothing_lost(tmp_path: Path, loaded: LoadedMode
             {"id": "cut", "text": READ_ALSO_ONLY},  # 10: nothing left once the read-also tail is cut
         ]),
         jsonl(good[1:2]),  # 11
+        jsonl([{"id": "headline", "title": "عقوبات أمريكية جديدة على إيران", "text": ""}]),  # 12: a headline is enough
     ]))
     c = tmp_path / "in.csv"
     buf = io.StringIO()
@@ -152,7 +179,7 @@ def test_every_reject_reason_and_nothing_lost(tmp_path: Path, loaded: LoadedMode
         first
         + b"short,row\n"  # invalid_csv (2 fields, header has 3)
         + b'badutf,t,"\xd8\xb9\xff"\n'  # invalid_utf8
-        + b"blank,t,\n"  # empty_text
+        + b"blank, ,\n"  # empty_text (a headline alone would do, but this one is blank too)
     )
     pages = tmp_path / "pages"
     pages.mkdir()
@@ -161,7 +188,7 @@ def test_every_reject_reason_and_nothing_lost(tmp_path: Path, loaded: LoadedMode
     (pages / "ok.txt").write_bytes((good[3]["title"] + "\n" + good[3]["text"]).encode())
     out, rejects, stats = run(loaded, [j, c, pages], tmp_path / "out.jsonl", max_chars=50_000)
 
-    assert [o["id"] for o in out] == ["g0", "g1", "g2", "ok.txt"]
+    assert [o["id"] for o in out] == ["g0", "g1", "headline", "g2", "ok.txt"]
     got = {(Path(r["source"]).name, r["line"], r["id"], r["reason"]) for r in rejects}
     assert got == {
         ("in.jsonl", 2, None, "invalid_utf8"), ("in.jsonl", 3, None, "invalid_json"),
@@ -177,7 +204,7 @@ def test_every_reject_reason_and_nothing_lost(tmp_path: Path, loaded: LoadedMode
     assert all(r["detail"] for r in rejects)
     long = next(r for r in rejects if r["reason"] == "too_long")
     assert str(len(articles[5]["text"]) * 40) in long["detail"] and "50000" in long["detail"]
-    assert (stats.read, stats.tagged, stats.rejected) == (len(out) + len(rejects), 4, 14)
+    assert (stats.read, stats.tagged, stats.rejected) == (len(out) + len(rejects), 5, 14)
 
 
 def test_too_long_can_be_truncated_instead(tmp_path: Path, loaded: LoadedModel, articles: list[dict]) -> None:
@@ -198,7 +225,7 @@ def test_csv_without_the_text_column_fails_at_once(tmp_path: Path, loaded: Loade
 def _mixed_input(tmp_path: Path, articles: list[dict]) -> Path:
     rows = []
     for i, a in enumerate(articles * 2):
-        rows.append({"id": f"{a['id']}-{i}", "title": a["title"], "text": a["text"] if i % 37 else ""})
+        rows.append({"id": f"{a['id']}-{i}", "title": a["title"] if i % 37 else " ", "text": a["text"] if i % 37 else ""})
     src = tmp_path / "in.jsonl"
     src.write_bytes(jsonl(rows))
     return src
@@ -243,9 +270,11 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, loaded: Loaded
     out = tmp_path / "out.jsonl"
     run_batch(BatchConfig(inputs=(str(src),), output=out), loaded)
     before = out.read_bytes()
-    stats = run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded)
+    said: list[str] = []
+    stats = run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded, log=said.append)
     assert stats.already_complete and stats.read == 10
     assert out.read_bytes() == before
+    assert said == ["already complete: 10 tagged, 0 rejected of 10 read"]
 
 
 def test_resume_continues_from_the_checkpoint_and_truncates_later_lines(
@@ -299,3 +328,10 @@ def test_resume_refuses_a_different_run(tmp_path: Path, loaded: LoadedModel, art
     out.write_text("x\n", "utf-8")
     with pytest.raises(BatchError, match="no checkpoint"):
         run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded)
+    # A rejects file of some other run is protected too, even when the output is empty.
+    out.write_text("", "utf-8")
+    rejects = Path(f"{out}.rejects.jsonl")
+    rejects.write_text("precious\n", "utf-8")
+    with pytest.raises(BatchError, match="rejects.jsonl exists but there is no checkpoint"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded)
+    assert rejects.read_text("utf-8") == "precious\n"

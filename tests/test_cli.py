@@ -98,3 +98,34 @@ def test_corrupt_model_is_refused_with_a_clear_message(tmp_path: Path, shared_di
         f.write(b"tampered")
     p = tagger("tag", "--model", str(dst), str(shared_dir / "examples/seed-article.txt"))
     assert p.returncode == 2 and b"sha256 mismatch" in p.stderr and not p.stdout
+
+
+def test_evaluate_refuses_bad_gold_and_protects_predictions(tmp_path: Path, shared_dir: Path) -> None:
+    dev_lines = (shared_dir / "gold/dev.jsonl").read_bytes().splitlines(keepends=True)[:3]
+    first = json.loads(dev_lines[0])
+    cases = {
+        "empty.jsonl": (b"".join(dev_lines) + json.dumps({"id": "e1", "title": "", "text": "", "topics": []}).encode(),
+                        "article 'e1' has no text to score"),
+        "dup.jsonl": (b"".join(dev_lines) + dev_lines[0], f"duplicate id {first['id']!r} (articles 1 and 4)"),
+        "big.jsonl": (b'{"id": "x", "n": ' + b"1" * 5000 + b"}\n", "big.jsonl:1: invalid JSON (Exceeds the limit"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        p = tagger("evaluate", "--gold", str(tmp_path / name))
+        err = p.stderr.decode().strip()
+        assert p.returncode == 2 and len(err.splitlines()) == 1 and message in err, (name, err)
+    p = tagger("evaluate", "--gold", str(tmp_path))
+    assert p.returncode == 2 and f"{tmp_path}: not a file" in p.stderr.decode()
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_bytes(b"\xef\xbb\xbf" + b"".join(dev_lines))  # a byte-order mark is not part of the first line
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("keep me\n", "utf-8")
+    p = tagger("evaluate", "--gold", str(gold), "--predictions", str(pred))
+    assert p.returncode == 2 and "use --force" in p.stderr.decode() and pred.read_text("utf-8") == "keep me\n"
+    p = tagger("evaluate", "--gold", str(gold), "--predictions", str(pred), "--force", "--no-keywords")
+    assert p.returncode == 0, p.stderr.decode()
+    assert [json.loads(line)["id"] for line in pred.read_text("utf-8").splitlines()] == [
+        json.loads(line)["id"] for line in dev_lines]
+    p = tagger("evaluate", "--gold", str(gold), "--predictions", str(tmp_path / "no" / "dir" / "p.jsonl"))
+    assert p.returncode == 2 and "no such directory" in p.stderr.decode()

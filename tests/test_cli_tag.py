@@ -179,4 +179,51 @@ def test_stdout_mode_reads_csv_and_page_folders(tmp_path: Path, shared_dir: Path
     bad.write_text('{"id": "a", "text": "فاز المنتخب"}\n{"id": "b"}\n', "utf-8")
     p = tagger(str(bad))
     assert p.returncode == 2 and len(p.stdout.decode().splitlines()) == 1
-    assert f"{bad}:2: document 'b' has no 'text' field" in p.stderr.decode()
+    assert f"{bad}:2: document 'b' has no 'text', 'raw' or 'title' field" in p.stderr.decode()
+
+
+def test_stdin_batch_detects_jsonl_and_refuses_csv_before_writing(tmp_path: Path, corpus_lines: list[bytes]) -> None:
+    out = tmp_path / "out.jsonl"
+    p = tagger("-i", "-", "-o", str(out), "--quiet", stdin=b"".join(corpus_lines[:20]))
+    assert p.returncode == 0, p.stderr.decode()
+    assert len(out.read_text("utf-8").splitlines()) == 20
+    csv_out = tmp_path / "csv.jsonl"
+    p = tagger("-i", "-", "-o", str(csv_out), "--format", "csv", stdin="id,text\n1,نص\n".encode())
+    err = p.stderr.decode().strip()
+    assert p.returncode == 2 and len(err.splitlines()) == 1 and "CSV from stdin" in err, err
+    assert not list(tmp_path.glob("csv.jsonl*"))  # refused before any output file was created
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_truncated_gzip_input_is_one_clear_error_naming_it(tmp_path: Path, corpus_lines: list[bytes],
+                                                             batch: bool) -> None:
+    import gzip
+
+    src = tmp_path / "in.jsonl.gz"
+    src.write_bytes(gzip.compress(b"".join(corpus_lines[:600]))[:-2000])  # cut inside the stream
+    out = tmp_path / "out.jsonl"
+    p = tagger(*(["-i", str(src), "-o", str(out), "--quiet"] if batch else [str(src)]))
+    err = p.stderr.decode().strip()
+    assert p.returncode == 2 and len(err.splitlines()) == 1, err
+    assert f"{src}: line " in err and "truncated or corrupt" in err
+    if batch:  # the whole records read before the damage are kept, in order, and the run says how many
+        written = [json.loads(line)["id"] for line in out.read_text("utf-8").splitlines()]
+        assert written == [json.loads(line)["id"] for line in corpus_lines[:len(written)]] and written
+        assert f"the {len(written)} records before it are written" in err
+
+
+def test_output_errors_are_blamed_on_stdout_and_a_closed_pipe_is_not_an_error(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    dev = str(shared_dir / "gold/dev.jsonl")
+    with open("/dev/full", "w") as full:
+        for args in (["tag", dev], ["info"]):
+            p = subprocess.run([sys.executable, "-m", "tagger", *args], stdout=full, stderr=subprocess.PIPE, timeout=300)
+            err = p.stderr.decode().strip()
+            assert p.returncode == 2 and err.endswith("cannot write to standard output: No space left on device"), err
+    # `tagger tag … | head -1`: 300 results overflow the pipe; the reader leaves after one line.
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "tag", dev], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and json.loads(proc.stdout.readline())["id"]
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0
+    assert proc.stderr is not None and proc.stderr.read() == b""

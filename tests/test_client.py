@@ -174,3 +174,22 @@ def test_cli_tag_server_matches_local(server: TaggerServer, shared_dir: Path,
     assert remote["model_version"] == local["model_version"] and remote["dropped_tags"] == local["dropped_tags"]
     assert cli_main(["tag", "--server", "127.0.0.1:1", seed]) == 2
     assert "UNAVAILABLE" in capsys.readouterr().err
+
+
+def test_cli_tag_server_tags_lone_surrogates_like_local(server: TaggerServer, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """JSON escapes can carry lone surrogates, which protobuf strings (UTF-8) cannot: the remote
+    output must still be the local one, id and tags included, not a crash."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id": "s\\ud800", "title": "عقوبات \\udc00 جديدة", "text": "فرضت واشنطن عقوبات \\ud800 على طهران", '
+        '"tags": ["سياسة", "x\\udfff"]}\n{"id": "plain", "text": "فاز المنتخب في المباراة"}\n', "utf-8")
+    assert cli_main(["tag", str(src)]) == 0
+    local = capsys.readouterr().out
+    assert cli_main(["tag", "--server", f"127.0.0.1:{server.port}", str(src)]) == 0
+    remote = capsys.readouterr().out
+    assert '"id": "s\\ud800"' in local and '"x\\udfff"' in local
+    got, want = [json.loads(x) for x in remote.splitlines()], [json.loads(x) for x in local.splitlines()]
+    for g, w in zip(got, want, strict=True):
+        assert g["scores"] == pytest.approx(w.pop("scores"), abs=1e-4)
+        assert g | {"scores": None} == w | {"scores": None}

@@ -74,11 +74,14 @@ def _topics_list(obj: dict, where: str) -> list:
 def read_gold(path: Path | str, taxonomy: Taxonomy) -> list[Article]:
     """Gold-labelled articles; every line must carry a valid ``topics`` list."""
     out = []
-    for art in read_articles(path, taxonomy):
+    seen: dict[str, int] = {}
+    for n, art in enumerate(read_articles(path, taxonomy), 1):
         if art.topics is None:
             raise InputError(f"{path}: article {art.id} has no 'topics' field; gold files need one per line")
+        if not (art.title.strip() or art.body.strip()):
+            raise InputError(f"{path}: article {art.id!r} has no text to score (empty 'title' and 'text' fields)")
+        if art.id in seen:
+            raise InputError(f"{path}: duplicate id {art.id!r} (articles {seen[art.id]} and {n})")
+        seen[art.id] = n
         out.append(art)
-    ids = [a.id for a in out]
-    if len(set(ids)) != len(ids):
-        raise InputError(f"{path}: duplicate ids")
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Subcommand modules are imported only when their command runs, so `tagger tag` never pays for
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(_module(args.command).run(args) or 0)
+        code = int(_module(args.command).run(args) or 0)
+        flush_stdout()  # a full disk shows here as an error, not as a traceback at exit
+        return code
     except CLIError as e:
         print(f"tagger {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -57,7 +60,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tagger {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        # The reader left (`tagger tag … | head`): not an error. Point stdout at /dev/null so the
+        # interpreter's own flush at exit does not complain about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def emit(text: str = "") -> None:
+    """``print(text)`` for a command's results; a failed write is a CLIError about stdout."""
+    try:
+        print(text)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise CLIError(f"cannot write to standard output: {e.strerror or e}") from e
+
+
+def flush_stdout() -> None:
+    """Flush stdout; a write error other than a closed pipe becomes a CLIError about stdout (not
+    about whichever input was being read when it happened)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise CLIError(f"cannot write to standard output: {e.strerror or e}") from e
 
 
 if __name__ == "__main__":

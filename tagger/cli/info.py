@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from tagger.cli import emit
 from tagger.cli._common import add_model_option, load
 
 
@@ -13,5 +14,5 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = load(args)
-    print(json.dumps(loaded.manifest | {"path": str(loaded.path)}, ensure_ascii=False, indent=2))
+    emit(json.dumps(loaded.manifest | {"path": str(loaded.path)}, ensure_ascii=False, indent=2))
     return 0

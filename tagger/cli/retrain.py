@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tagger.cli import CLIError
+from tagger.cli import CLIError, emit
 from tagger.paths import default_model_root, shared_dir
 
 EPILOG = """\
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except (InputError, UnknownTopicError, RetrainError, ArtifactError, ValueError, OSError) as e:
         raise CLIError(str(e)) from e
-    print(result.decision.table())
+    emit(result.decision.table())
     if args.report:
         args.report.write_text(json.dumps(result.report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if args.card:
@@ -122,5 +122,5 @@ def run(args: argparse.Namespace) -> int:
             wait_until_served(args.wait_served, version, args.wait_timeout)
         except TimeoutError as e:
             raise CLIError(f"promoted {result.published}, but {e}") from e
-        print(f"served: {args.wait_served} answers with {version}")
+        emit(f"served: {args.wait_served} answers with {version}")
     return result.exit_code

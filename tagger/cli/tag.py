@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from tagger.cli import CLIError
+from tagger.cli import CLIError, flush_stdout
 from tagger.cli._common import add_model_option, load
 from tagger.readers import (
     FORMATS,
@@ -121,10 +121,15 @@ def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
 
     def write(line: str) -> None:
         # Lone surrogates from JSON escapes cannot be UTF-8: keep them as the escape they came in as.
-        if buffer is not None:
-            buffer.write(line.encode("utf-8", "backslashreplace"))
-        else:
-            sys.stdout.write(line)
+        try:
+            if buffer is not None:
+                buffer.write(line.encode("utf-8", "backslashreplace"))
+            else:
+                sys.stdout.write(line)
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # not the input's fault: say so before the input handler below sees it
+            raise CLIError(f"cannot write to standard output: {e.strerror or e}") from e
 
     for name in inputs:
         data = None
@@ -137,14 +142,16 @@ def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
             for chunk in iter_chunks(spec, 0, size=64, stdin_data=data):
                 for r in worker.lines(chunk):
                     if isinstance(r, Reject):
-                        sys.stdout.flush()
+                        flush_stdout()
                         raise CLIError(f"{r.where()}: {r.detail}")
                     write(r + "\n")
         except InputError as e:
             raise CLIError(str(e)) from e
+        except BrokenPipeError:
+            raise
         except OSError as e:
             raise CLIError(f"{name}: {e.strerror or e}") from e
-    sys.stdout.flush()
+    flush_stdout()
     return 0
 
 
