@@ -1,6 +1,7 @@
 """Multi-label precision / recall / F1, computed exactly as ``shared/tools/score_topics.py`` does."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ class TopicMetrics:
 class Report:
     per_topic: tuple[TopicMetrics, ...]
     micro_f1: float
-    macro_f1: float
+    macro_f1: float  # NaN when no topic has MACRO_MIN_SUPPORT gold articles: undefined, not 0
     mission_f1: float
     n_docs: int
 
@@ -39,7 +40,7 @@ class Report:
         return {
             "n_docs": self.n_docs,
             "micro_f1": round(self.micro_f1, 4),
-            "macro_f1": round(self.macro_f1, 4),
+            "macro_f1": None if math.isnan(self.macro_f1) else round(self.macro_f1, 4),
             "mission_f1": round(self.mission_f1, 4),
             "per_topic": {
                 m.topic: {"precision": round(m.precision, 4), "recall": round(m.recall, 4), "f1": round(m.f1, 4),
@@ -53,10 +54,14 @@ class Report:
         for m in self.per_topic:
             lines.append(f"{m.topic:13s} {m.precision:5.2f} {m.recall:5.2f} {m.f1:5.2f} {m.support:7d}")
         lines.append(
-            f"micro-F1 {self.micro_f1:.3f}  macro-F1 (support>={MACRO_MIN_SUPPORT}) {self.macro_f1:.3f}  "
+            f"micro-F1 {self.micro_f1:.3f}  macro-F1 (support>={MACRO_MIN_SUPPORT}) {_value(self.macro_f1)}  "
             f"mission (diplomacy/military/sanctions) {self.mission_f1:.3f}"
         )
         return "\n".join(lines)
+
+
+def _value(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.3f}"
 
 
 def score(gold: Mapping[str, set[str]], pred: Mapping[str, set[str]], topics: Sequence[str]) -> Report:
@@ -77,6 +82,6 @@ def score(gold: Mapping[str, set[str]], pred: Mapping[str, set[str]], topics: Se
     big = [m.f1 for m in per if m.support >= MACRO_MIN_SUPPORT]
     mission = [m.f1 for m in per if m.topic in MISSION_TOPICS]
     return Report(
-        tuple(per), micro, sum(big) / len(big) if big else 0.0, sum(mission) / len(mission) if mission else 0.0,
+        tuple(per), micro, sum(big) / len(big) if big else math.nan, sum(mission) / len(mission) if mission else 0.0,
         len(gold),
     )

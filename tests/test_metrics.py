@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ def test_hand_computed_example() -> None:
     # micro: TP=3, FP=2, FN=1 → 6/9
     assert r.micro_f1 == pytest.approx(6 / 9)
     assert r.mission_f1 == pytest.approx((1.0 + 0.5 + 1.0) / 3)
-    assert r.macro_f1 == 0.0  # no topic has support >= 10
+    # No topic has support >= 10: macro-F1 is undefined (the reference scorer divides by zero), not 0.
+    assert math.isnan(r.macro_f1) and r.to_json()["macro_f1"] is None and "macro-F1 (support>=10) n/a" in r.table()
 
 
 def test_missing_prediction_is_an_error() -> None:

@@ -146,7 +146,7 @@ def _metrics_section(m: Mapping[str, Any], previous: Mapping[str, Any] | None) -
                 old = (prev.get("per_topic") or {}).get(t, {}).get("f1")
                 row += f" {_f(old)} | {_delta(x['f1'], old)} |"
             lines.append(row)
-        summary = f"micro-F1 **{rep['micro_f1']:.3f}**, macro-F1 {rep['macro_f1']:.3f}, mission F1 {rep['mission_f1']:.3f}"
+        summary = f"micro-F1 **{rep['micro_f1']:.3f}**, macro-F1 {_f(rep['macro_f1'])}, mission F1 {rep['mission_f1']:.3f}"
         if prev:
             summary += f" (v{prev_v}: micro-F1 {prev['micro_f1']:.3f}, Δ {rep['micro_f1'] - prev['micro_f1']:+.3f})"
         lines += ["", summary, ""]
