@@ -209,7 +209,7 @@ def publish_model(
         model_file = tmp / MODEL_FILE
         joblib.dump(model.to_payload(), model_file, compress=("xz", 6))
         manifest: dict[str, Any] = {
-            "name": model_root.name,
+            "name": model_root.resolve().name,  # "models/x/." or "." must still give the folder's name
             "version": str(version),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "model_file": MODEL_FILE,
@@ -227,6 +227,11 @@ def publish_model(
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        # mkdtemp makes the folder private (0700); a version is read by servers that may run as another
+        # user, so it gets the permissions any new folder would (the umask decides).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         os.rename(tmp, final)  # atomic on one filesystem; fails if a racing writer took the number
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -7,9 +7,10 @@
 
 Every call has a deadline (``timeout`` seconds, covering its retries). UNAVAILABLE (server
 restarting, a worker or the whole server shutting down, connection refused) is retried with
-exponential backoff: every tagger RPC is idempotent. So is CANCELLED, which this client never
-causes itself: a shutting-down gRPC server cancels the calls it had received but not yet started
-(grpc/grpc#41785) instead of answering UNAVAILABLE. ``tag_stream`` also survives a server
+exponential backoff until that deadline (or ``retries`` times, if given): every tagger RPC is
+idempotent. So is CANCELLED, which this client never causes itself: a shutting-down gRPC server
+cancels the calls it had received but not yet started (grpc/grpc#41785) instead of answering
+UNAVAILABLE, and the server cancels a stream left idle past its ``--stream-idle-timeout``. ``tag_stream`` also survives a server
 shutting down mid-stream: it resends the documents that were sent but not yet answered, so each
 document is answered exactly once and in order. Other errors raise :class:`grpc.RpcError`
 (``.code()``, ``.details()``).
@@ -55,7 +56,7 @@ class TaggerClient:
         target: str,
         *,
         timeout: float = 30.0,
-        retries: int = 5,
+        retries: int | None = None,
         backoff: float = 0.05,
         max_backoff: float = 2.0,
         max_message_mb: float = 64.0,
@@ -97,8 +98,12 @@ class TaggerClient:
             return self._stubs[next(self._next)]
 
     def _sleep_before_retry(self, attempt: int, deadline: float) -> bool:
-        """Back off before retry ``attempt`` (1-based); False if retries or time are used up."""
-        if attempt > self.retries:
+        """Back off before retry ``attempt`` (1-based); False if retries (when counted) or time are used up.
+
+        By default only the deadline limits retries: a server restart takes seconds (the model loads
+        and warms), and a fixed count of quick retries would give up before it is back.
+        """
+        if self.retries is not None and attempt > self.retries:
             return False
         pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
         if time.monotonic() + pause >= deadline:
@@ -159,11 +164,12 @@ class TaggerClient:
         """Tag a (possibly endless) iterable over one TagStream, yielding results in order as they come.
 
         ``timeout`` (default: none) bounds the whole stream. On UNAVAILABLE or CANCELLED the stream
-        is reopened and the documents sent but not answered are sent again first.
+        is reopened and the documents sent but not answered are sent again first; each outage may last
+        up to the client's ``timeout`` (or the stream's, if sooner).
         """
         feed = _StreamFeed(documents, options_to_pb(options, include_scores))
         deadline = time.monotonic() + timeout if timeout is not None else float("inf")
-        attempt = 0
+        attempt, outage_deadline = 0, deadline
         while True:
             remaining = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
             error: grpc.RpcError | None = None
@@ -182,7 +188,9 @@ class TaggerClient:
                     raise
                 error = e
             attempt += 1
-            if not self._sleep_before_retry(attempt, deadline):
+            if attempt == 1:  # a new outage: without a stream timeout, wait for the server up to `timeout`
+                outage_deadline = min(deadline, time.monotonic() + self.timeout)
+            if not self._sleep_before_retry(attempt, outage_deadline):
                 if error is not None:
                     raise error
                 raise RuntimeError(f"TagStream ended with {len(feed.pending)} documents unanswered")

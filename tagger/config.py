@@ -6,6 +6,7 @@ field's metadata, so ``tagger serve --help``, the environment and the code canno
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -69,6 +70,11 @@ class ServeConfig:
                             choices=("truncate", "reject"), default="truncate")
     max_concurrent_rpcs: int = _opt("RPCs in progress per worker before new ones get RESOURCE_EXHAUSTED "
                                     "(0 = unlimited)", int, default=256)
+    max_streams: int = _opt("TagStreams open at once per worker before new ones get RESOURCE_EXHAUSTED; an open "
+                            "stream holds an RPC thread even while idle, so this stays below --threads and the "
+                            "rest answer Tag, TagBatch and health checks (0 = half of --threads)", int, default=0)
+    stream_idle_timeout: float = _opt("seconds a TagStream may wait for its client's next message before the "
+                                      "server cancels it and frees its thread (0 = never)", float, default=60.0)
     metrics_port: int = _opt("Prometheus /metrics HTTP port (0 = no metrics endpoint)", int, default=9100)
     metrics_host: str = _opt("address the metrics endpoint listens on", default="0.0.0.0")
     reflection: bool = _opt("serve gRPC server reflection (--no-reflection turns it off)", _bool, default=True)
@@ -79,23 +85,41 @@ class ServeConfig:
     def max_message_bytes(self) -> int:
         return int(self.max_message_mb * 1024 * 1024)
 
+    @property
+    def stream_limit(self) -> int:
+        """Streams allowed at once: --max-streams, or half the threads (at least one), kept under
+        --max-concurrent-rpcs."""
+        if self.max_streams:
+            return self.max_streams
+        cap = self.max_concurrent_rpcs - 1 if self.max_concurrent_rpcs else self.threads
+        return max(1, min(self.threads // 2, cap))
+
     def validate(self) -> ServeConfig:
         """Return self, or raise ConfigError naming the first out-of-range setting."""
-        checks = [
-            (0 <= self.port <= 65535, "port", "must be in 0..65535"),
-            (self.workers >= 1, "workers", "must be >= 1"),
-            (self.threads >= 1, "threads", "must be >= 1"),
-            (self.reload_interval >= 0, "reload_interval", "must be >= 0"),
-            (self.grace >= 0, "grace", "must be >= 0"),
-            (self.max_message_mb > 0, "max_message_mb", "must be > 0"),
-            (self.max_message_bytes < 2**31, "max_message_mb", "must be under 2048 (gRPC's limit is 2 GB)"),
-            (self.max_batch >= 1, "max_batch", "must be >= 1"),
-            (self.max_chars >= 1, "max_chars", "must be >= 1"),
-            (self.max_concurrent_rpcs >= 0, "max_concurrent_rpcs", "must be >= 0"),
-            (0 <= self.metrics_port <= 65535, "metrics_port", "must be in 0..65535"),
+        # Lazily evaluated, in order: a later check may rely on an earlier one (max_message_bytes of an
+        # infinite --max-message-mb would raise instead of failing its check).
+        u32 = 2**32 - 1  # the ServerLimits message carries these as uint32
+        checks: list[tuple[Callable[[], bool], str, str]] = [
+            (lambda: 0 <= self.port <= 65535, "port", "must be in 0..65535"),
+            (lambda: self.workers >= 1, "workers", "must be >= 1"),
+            (lambda: self.threads >= 2, "threads", "must be >= 2 (one open stream must not take the only thread)"),
+            (lambda: math.isfinite(self.reload_interval) and self.reload_interval >= 0, "reload_interval",
+             "must be a number >= 0"),
+            (lambda: math.isfinite(self.grace) and self.grace >= 0, "grace", "must be a number >= 0"),
+            (lambda: math.isfinite(self.max_message_mb) and self.max_message_mb > 0, "max_message_mb",
+             "must be a number > 0"),
+            (lambda: self.max_message_bytes < 2**31, "max_message_mb", "must be under 2048 (gRPC's limit is 2 GB)"),
+            (lambda: 1 <= self.max_batch <= u32, "max_batch", f"must be in 1..{u32}"),
+            (lambda: 1 <= self.max_chars <= u32, "max_chars", f"must be in 1..{u32}"),
+            (lambda: self.max_concurrent_rpcs >= 0, "max_concurrent_rpcs", "must be >= 0"),
+            (lambda: 0 <= self.max_streams < self.threads, "max_streams",
+             f"must be in 0..{self.threads - 1} (below --threads, so a thread is always left for other calls)"),
+            (lambda: math.isfinite(self.stream_idle_timeout) and self.stream_idle_timeout >= 0, "stream_idle_timeout",
+             "must be a number >= 0"),
+            (lambda: 0 <= self.metrics_port <= 65535, "metrics_port", "must be in 0..65535"),
         ]
         for ok, name, problem in checks:
-            if not ok:
+            if not ok():
                 raise ConfigError(f"{_flag(name)} / {_env(name)} {problem}, got {getattr(self, name)!r}")
         return self
 

@@ -51,8 +51,15 @@ from tagger.grpc_wire import (
     topics_pb,
 )
 from tagger.paths import default_model_root
-from tagger.server_metrics import ServerMetrics, mark_process_dead, serve_metrics, use_multiprocess_dir
+from tagger.server_metrics import (
+    ServerMetrics,
+    check_metrics_port,
+    mark_process_dead,
+    serve_metrics,
+    use_multiprocess_dir,
+)
 from tagger.server_reload import ModelHolder, ModelSource, warm_up
+from tagger.server_streams import OpenStreams
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
 
 __all__ = ["SERVICE_NAME", "TaggerServer", "TopicTaggerServicer", "make_holder", "running", "serve"]
@@ -99,6 +106,7 @@ class TopicTaggerServicer:
         self.config = config
         self.metrics = metrics
         self.stopping = stopping
+        self.streams = OpenStreams(config.stream_limit, config.stream_idle_timeout)
         self.limits = pb.ServerLimits(
             max_batch_documents=config.max_batch, max_chars=config.max_chars,
             truncates_long_text=config.on_too_long == "truncate", max_message_bytes=config.max_message_bytes,
@@ -168,22 +176,30 @@ class TopicTaggerServicer:
         tagger = self._tagger()  # one model version for the whole batch
         options, include_scores = self._options(tagger, request.options)
         docs = [self._document(d, f"documents[{i}]: ") for i, d in enumerate(request.documents)]
-        self.metrics.batch_size.observe(n)
         results = self._tag(tagger, docs, options, context, lambda i: f"documents[{i}]: ")
+        self.metrics.batch_size.observe(n)  # batches tagged; a refused one is in tagger_grpc_requests_total
         return pb.TagBatchResponse(results=[result_to_pb(r, include_scores) for r in results])
 
     def TagStream(self, requests: Iterator[pb.TagRequest], context: grpc.ServicerContext) -> Iterator[pb.TagResponse]:
-        for n, request in enumerate(requests):
-            where = f"stream message {n}: "
-            self._parsed(request, where)
-            tagger = self._tagger()  # per message: a long stream follows reloads
-            options, include_scores = self._options(tagger, request.options)
-            doc = self._document(request.document, where)
-            [result] = self._tag(tagger, [doc], options, context, lambda i, w=where: w)
-            yield result_to_pb(result, include_scores)
-            if self.stopping.is_set():
-                raise _Fail(grpc.StatusCode.UNAVAILABLE,
-                            f"server is shutting down after {n + 1} responses; resend the unanswered requests")
+        stream = self.streams.open(context)
+        if stream is None:  # each open stream holds a thread: the rest are kept for other calls
+            raise _Fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"{self.streams.limit} streams are already open on this server worker (--max-streams); "
+                        f"retry later, or send documents with TagBatch")
+        try:
+            for n, request in enumerate(self.streams.watch(stream, requests)):
+                where = f"stream message {n}: "
+                self._parsed(request, where)
+                tagger = self._tagger()  # per message: a long stream follows reloads
+                options, include_scores = self._options(tagger, request.options)
+                doc = self._document(request.document, where)
+                [result] = self._tag(tagger, [doc], options, context, lambda i, w=where: w)
+                yield result_to_pb(result, include_scores)
+                if self.stopping.is_set():
+                    raise _Fail(grpc.StatusCode.UNAVAILABLE,
+                                f"server is shutting down after {n + 1} responses; resend the unanswered requests")
+        finally:
+            self.streams.close(stream)
 
     def ListTopics(self, request: pb.ListTopicsRequest, context: grpc.ServicerContext) -> pb.ListTopicsResponse:
         self._parsed(request)
@@ -219,6 +235,10 @@ class TopicTaggerServicer:
                     for response in fn(requests, context):
                         docs += 1
                         yield response
+                except grpc.RpcError:
+                    # Reading the next request failed: the call is already cancelled (by the client, the
+                    # idle-stream reaper or shutdown), so there is nobody to answer and nothing to log.
+                    code = grpc.StatusCode.CANCELLED
                 except Exception as e:
                     code = e.code if isinstance(e, _Fail) else grpc.StatusCode.INTERNAL
                     abort(context, e)
@@ -365,6 +385,7 @@ class TaggerServer:
             warm_up(holder.current)
             self.metrics.model_swapped(None, holder.current.version)
         holder.start()
+        self.servicer.streams.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float | None = None) -> None:
@@ -372,8 +393,12 @@ class TaggerServer:
         self.health.enter_graceful_shutdown()
         self.stopping.set()
         self.holder.stop()
-        if self._server is not None:
-            self._server.stop(self.config.grace if grace is None else grace).wait()
+        done = self._server.stop(self.config.grace if grace is None else grace) if self._server is not None else None
+        # New calls are refused from here on; streams idling for a message would hold shutdown for the whole
+        # grace period, so they are cancelled now (busy ones finish their message, then end UNAVAILABLE).
+        self.servicer.streams.stop()
+        if done is not None:
+            done.wait()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -414,6 +439,7 @@ def serve(config: ServeConfig) -> int:
     Raises ArtifactError (no loadable model) or OSError (cannot listen) before serving anything.
     """
     _setup_logging(config.log_level)
+    check_metrics_port(config.metrics_host, config.metrics_port)  # before any worker: one clear error
     holder = make_holder(config)
     holder.load_initial()  # in the parent: fail fast, and forked workers share the loaded pages
     if config.workers == 1:

@@ -7,6 +7,7 @@ so a scrape sees the whole service whichever process answers.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterable
 
@@ -57,7 +58,7 @@ class ServerMetrics:
         self.documents = Counter("tagger_documents_tagged", "Documents tagged, by method", ["method"], registry=r)
         self.truncated = Counter("tagger_documents_truncated", "Documents over max_chars whose start was scored",
                                  registry=r)
-        self.batch_size = Histogram("tagger_batch_documents", "Documents per TagBatch request",
+        self.batch_size = Histogram("tagger_batch_documents", "Documents per TagBatch request tagged",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.model_info = Gauge("tagger_model_info", "The model version being served (1) or served before (0)",
                                 ["version"], multiprocess_mode="liveall", registry=r)
@@ -96,4 +97,20 @@ class ServerMetrics:
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[object, threading.Thread]:
     """Start the /metrics HTTP server in a daemon thread; returns (server, thread)."""
-    return start_http_server(port, addr=host, registry=registry)
+    try:
+        return start_http_server(port, addr=host, registry=registry)
+    except OSError as e:
+        raise OSError(f"cannot serve metrics on {host}:{port} (--metrics-port): {e.strerror or e}") from e
+
+
+def check_metrics_port(host: str, port: int) -> None:
+    """Fail before any worker starts when the metrics port cannot be bound (say, already in use)."""
+    if not port:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds it
+            s.bind((host, port))
+    except OSError as e:
+        raise OSError(f"cannot serve metrics on {host}:{port} (--metrics-port): {e.strerror or e}") from e

@@ -146,3 +146,17 @@ def test_a_malformed_manifest_is_refused_naming_the_field(tmp_path: Path, edit, 
     (vdir / "manifest.json").write_text(json.dumps(edit(_manifest(vdir))), "utf-8")
     with pytest.raises(ArtifactError, match=match):
         load_model(vdir)
+
+
+def test_a_published_version_is_readable_like_any_new_folder_and_named_after_its_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = os.umask(0o022)
+    try:
+        vdir = publish_model(tiny_model(), tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert vdir.stat().st_mode & 0o777 == 0o755  # not mkdtemp's private 0700
+    monkeypatch.chdir(tmp_path / "m")
+    v2 = publish_model(tiny_model(), Path("."))
+    assert load_model(tmp_path / "m" / v2.name).version == "m/2"

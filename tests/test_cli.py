@@ -129,3 +129,18 @@ def test_evaluate_refuses_bad_gold_and_protects_predictions(tmp_path: Path, shar
         json.loads(line)["id"] for line in dev_lines]
     p = tagger("evaluate", "--gold", str(gold), "--predictions", str(tmp_path / "no" / "dir" / "p.jsonl"))
     assert p.returncode == 2 and "no such directory" in p.stderr.decode()
+
+
+def test_serve_with_its_metrics_port_taken_is_one_clear_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            p = tagger("serve", "--port", "0", "--workers", workers, "--metrics-port", str(port))
+            err = p.stderr.decode().strip()
+            assert p.returncode == 2 and err == (
+                f"tagger serve: error: cannot serve metrics on 0.0.0.0:{port} (--metrics-port): Address already in use"
+            ), err

@@ -6,6 +6,7 @@ import json
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +100,31 @@ def test_a_server_that_comes_up_late_is_reached(loaded: LoadedModel) -> None:
         finally:
             release.set()
             thread.join()
+
+
+def test_default_retries_outlast_a_restart_of_a_few_seconds(loaded: LoadedModel) -> None:
+    """A server restart (model load and warm-up) takes seconds; with its defaults the client keeps
+    retrying until its deadline instead of giving up after a fixed handful of quick retries."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = config(port=port)
+    release = threading.Event()
+
+    def serve_in_3_seconds() -> None:
+        time.sleep(3.0)
+        with running(cfg, make_holder(cfg, loaded)):
+            release.wait(30)
+
+    thread = threading.Thread(target=serve_in_3_seconds)
+    thread.start()
+    try:
+        with TaggerClient(f"127.0.0.1:{port}", timeout=30) as client:
+            assert client.tag({"text": "فرضت واشنطن عقوبات على موسكو"}).model_version
+            assert [r.id for r in client.tag_stream([{"id": "s", "text": "خبر"}])] == ["s"]
+    finally:
+        release.set()
+        thread.join()
 
 
 def test_tag_batch_is_split_by_the_server_limits(server: TaggerServer) -> None:

@@ -44,6 +44,13 @@ def test_no_reflection_flag() -> None:
     ({"TAGGER_ON_TOO_LONG": "drop"}, "TAGGER_ON_TOO_LONG"),
     ({"TAGGER_WORKERS": "0"}, "--workers / TAGGER_WORKERS"),
     ({"TAGGER_MAX_MESSAGE_MB": "4096"}, "--max-message-mb"),
+    ({"TAGGER_MAX_MESSAGE_MB": "inf"}, "--max-message-mb / TAGGER_MAX_MESSAGE_MB must be a number > 0, got inf"),
+    ({"TAGGER_GRACE": "nan"}, "--grace / TAGGER_GRACE must be a number >= 0"),
+    ({"TAGGER_MAX_CHARS": str(2**32)}, r"--max-chars / TAGGER_MAX_CHARS must be in 1\.\.4294967295"),
+    ({"TAGGER_MAX_BATCH": str(2**40)}, "--max-batch"),
+    ({"TAGGER_THREADS": "1"}, "--threads / TAGGER_THREADS must be >= 2"),
+    ({"TAGGER_THREADS": "8", "TAGGER_MAX_STREAMS": "8"}, r"--max-streams / TAGGER_MAX_STREAMS must be in 0\.\.7"),
+    ({"TAGGER_STREAM_IDLE_TIMEOUT": "-1"}, "--stream-idle-timeout"),
 ])
 def test_invalid_values_name_the_setting(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):

@@ -61,7 +61,7 @@ def server(loaded: LoadedModel) -> Iterator[TaggerServer]:
 @pytest.fixture(scope="module")
 def strict(loaded: LoadedModel) -> Iterator[TaggerServer]:
     """Rejects over 2,000 characters, 2 concurrent RPCs, no reflection."""
-    cfg = test_config(on_too_long="reject", max_chars=2000, max_concurrent_rpcs=2, reflection=False)
+    cfg = test_config(on_too_long="reject", max_chars=2000, max_concurrent_rpcs=2, max_streams=2, reflection=False)
     with running(cfg, make_holder(cfg, loaded)) as srv:
         yield srv
 
@@ -308,6 +308,49 @@ def test_too_many_concurrent_rpcs_is_resource_exhausted(strict: TaggerServer) ->
             for s in streams:
                 s.close()
         assert stub.Tag(tag_request(text="خبر")).model_version  # capacity is back
+
+
+def test_idle_streams_cannot_starve_other_calls_and_are_reaped(loaded: LoadedModel) -> None:
+    """An open stream holds an RPC thread even while idle. With 4 threads, 2 streams may be open: a third
+    is refused at once, Tag and health checks still answer, and a stream idle past the timeout is
+    cancelled, which frees its slot."""
+    cfg = test_config(threads=4, stream_idle_timeout=1.0)
+    assert cfg.stream_limit == 2
+    with running(cfg, make_holder(cfg, loaded)) as srv, grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        stub = pb_grpc.TopicTaggerStub(ch)
+        streams = [OpenStream(stub), OpenStream(stub)]
+        code, details = status_of(stub.TagStream, iter([tag_request(text="خبر")]), timeout=10)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-streams" in details
+        assert stub.Tag(tag_request(text="خبر"), timeout=10).model_version
+        health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        # Both streams idle: the reaper cancels them (the client sees CANCELLED) and the slots come back.
+        for st in streams:
+            with pytest.raises(grpc.RpcError) as info:
+                list(st.responses)
+            assert info.value.code() == grpc.StatusCode.CANCELLED
+        for _ in range(100):
+            if not len(srv.servicer.streams):
+                break
+            time.sleep(0.05)
+        assert len(srv.servicer.streams) == 0
+        assert [r.id for r in stub.TagStream(iter([tag_request(id="again", text="خبر")]), timeout=10)] == ["again"]
+
+
+def test_shutdown_is_not_held_by_an_idle_stream(loaded: LoadedModel) -> None:
+    cfg = test_config(grace=60)
+    srv = TaggerServer(cfg, make_holder(cfg, loaded), serve_metrics=False)
+    srv.start()
+    srv.ready()
+    with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        idle = OpenStream(pb_grpc.TopicTaggerStub(ch))
+        t0 = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t0 < 30  # not the 60 s grace: the idle stream was cancelled
+        with pytest.raises(grpc.RpcError) as info:
+            list(idle.responses)
+        # Either way the client knows to resend what was not answered (tagger.client does).
+        assert info.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
 
 
 def test_deadline_is_respected_and_the_server_stops_working(strict: TaggerServer) -> None:
