@@ -8,8 +8,14 @@
           topic with enough support are within tolerance of the live model; otherwise refused, per topic.
 
 The live model is the newest version under the model folder that loads and verifies: the one a
-hot-reloading `tagger serve` is serving. A promoted version is picked up by the server's folder
-watch; ``--wait-served`` waits until the server answers with it.
+hot-reloading `tagger serve` is serving. Without one there is nothing to gate against, so a model
+folder with versions of which none loads, a folder that holds model folders or versions of its own,
+or a folder with no versions is an error; only ``--first-version`` (``first_version=True``) publishes
+version 1 of a new model, ungated. A promoted version is picked up by the server's folder watch;
+``--wait-served`` waits until the server answers with it.
+
+Every input (gold, corpus, new data, corrections, gate gold, rules) is read and checked before
+training starts, and the gate gold must share no id with the training gold.
 
 Run as `tagger retrain` or `python -m training.retrain` (which also has `split-by-date`, used by the
 README's walk-through to cut labelled data at a publication date).
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import difflib
 import json
 import sys
 import time
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tagger.artifacts import (
+    MANIFEST_FILE,
     ArtifactError,
     LoadedModel,
     list_versions,
@@ -246,8 +254,8 @@ def compare(live: TopicModel | None, live_version: str | None, candidate: TopicM
     comparisons = tuple(_compare_one(name, gold, live, candidate, policy) for name, gold in gold_sets)
     new_topics = tuple(t for t in candidate.topics if live is not None and t not in live.topics)
     if live is None:
-        return Decision(True, ("no live model: the candidate becomes the first version",), comparisons, None,
-                        new_topics, policy)
+        return Decision(True, ("no live model (--first-version): the candidate becomes the first version, ungated",),
+                        comparisons, None, new_topics, policy)
     lost = [t for t in live.topics if t not in candidate.topics]
     reasons = [f"candidate lacks topic(s) {lost} that the live model serves"] if lost else []
     reasons += [r for c in comparisons for r in c.reasons]
@@ -328,6 +336,31 @@ def apply_corrections(gold: dict[str, Article], unlabelled: dict[str, Article], 
     return {"entries": entries, "changed": len(changed), "promoted_to_gold": promoted}
 
 
+# Fields of a --new row whose loss under a mistyped key would go unnoticed: the row would still be read
+# (unlabelled, without text, tags or sections), so a near miss of one of them is an error.
+_TYPO_TARGETS = ("topics", "title", "text", "tags", "sections", "outlet")
+
+
+def _check_new_row(obj: Mapping[str, Any], article: Article, where: str) -> None:
+    """Refuse a --new row a typo would silently change: a key that is a near miss of a field the row
+    lacks (``topic`` for ``topics`` would make a labelled article unlabelled), or no text at all."""
+    for key in obj:
+        if key in _TYPO_TARGETS:
+            continue
+        low = key.lower()
+        match = low if low in _TYPO_TARGETS else next(iter(difflib.get_close_matches(low, _TYPO_TARGETS, 1, 0.8)), None)
+        if match and match not in obj:
+            hint = (" (without 'topics' the row would be read as an unlabelled article)" if match == "topics"
+                    else f" (without it the row has no '{match}')")
+            raise InputError(f"{where}: unknown field {key!r}: did you mean {match!r}?{hint}")
+    if not (article.title.strip() or article.body.strip()):
+        kind = "labelled article" if article.topics is not None else "article"
+        hint = ""
+        if "raw" in obj:
+            hint = "; 'raw' page text is not read for training, give it as 'title' and 'text'"
+        raise InputError(f"{where}: {kind} {article.id!r} has no text (empty 'title' and 'text'){hint}")
+
+
 @dataclass
 class TrainingData:
     gold: list[Article]
@@ -339,7 +372,10 @@ def assemble_training_data(
     *, gold: Sequence[Path], corpus: Path, new: Sequence[Path], corrections: Sequence[Path], taxonomy: Taxonomy,
 ) -> TrainingData:
     """Base gold + corpus, then new data by id (labelled rows add or replace gold, unlabelled rows add or
-    replace corpus articles), then corrections by id. Order is the files' order, so it is reproducible."""
+    replace corpus articles), then corrections by id. Order is the files' order, so it is reproducible.
+
+    A new row with no text, or with a near miss of a field it lacks (``topic`` for ``topics``), is an
+    InputError naming file:line."""
     gold_by_id: dict[str, Article] = {}
     for g in gold:
         for a in read_gold(g, taxonomy):
@@ -347,7 +383,9 @@ def assemble_training_data(
     unl_by_id: dict[str, Article] = {a.id: a for a in read_articles(corpus)}
     new_stats = Counter()
     for path in new:
-        for a in read_articles(path, taxonomy):
+        # The raw rows alongside the articles read from them, for checks that need the line and its keys.
+        for (line_no, obj), a in zip(read_jsonl(path), read_articles(path, taxonomy), strict=True):
+            _check_new_row(obj, a, f"{path}:{line_no}")
             new_stats["tagged"] += bool(a.tags)
             if a.topics is not None:
                 new_stats["labelled"] += 1
@@ -391,14 +429,42 @@ class RetrainResult:
         return 0 if self.decision.promote else 1
 
 
-def _live_model(model_root: Path, log: Log) -> LoadedModel | None:
-    """The newest version that loads and verifies: what a hot-reloading server serves."""
-    for vdir in reversed(list_versions(model_root)):
+def _live_model(model_root: Path, first_version: bool, log: Log) -> LoadedModel | None:
+    """The newest version under ``model_root`` that loads and verifies: what a hot-reloading server
+    serves. None only for a folder with no versions when ``first_version`` asks for version 1; every
+    other way of finding no live model is a RetrainError, since without one the gate cannot run."""
+    if model_root.exists() and not model_root.is_dir():
+        raise RetrainError(f"model root {model_root} is not a folder")
+    if (model_root / MANIFEST_FILE).is_file():
+        raise RetrainError(f"{model_root} is a model version folder; pass the model folder that holds the "
+                           f"versions: --model-root {model_root.parent}")
+    versions = list_versions(model_root)
+    if not versions:
+        names = sorted(p.name for p in model_root.iterdir() if p.is_dir() and list_versions(p)) \
+            if model_root.is_dir() else []
+        if names:
+            raise RetrainError(f"{model_root} holds model folders ({', '.join(names)}), not versions; pass the "
+                               f"model folder, e.g. --model-root {model_root / names[0]}")
+        if not first_version:
+            missing = "" if model_root.is_dir() else " (the folder does not exist)"
+            raise RetrainError(f"no model versions under {model_root}{missing}, so there is no live model to gate "
+                               "against; pass --first-version to create version 1 (published ungated)")
+        return None
+    if first_version:
+        raise RetrainError(f"--first-version, but {model_root} already has version(s) "
+                           f"{', '.join(v.name for v in versions)}; drop it to retrain against the live version")
+    failed: list[tuple[str, ArtifactError]] = []
+    for vdir in reversed(versions):
         try:
             return load_model(vdir)
         except ArtifactError as e:
             log(f"skipping version {vdir.name}: {e}")
-    return None
+            failed.append((vdir.name, e))
+    newest, error = failed[0]
+    others = f" (version(s) {', '.join(n for n, _ in reversed(failed[1:]))} do not load either)" if failed[1:] else ""
+    raise RetrainError(f"no version under {model_root} loads, so the candidate cannot be gated: version {newest}: "
+                       f"{error}{others}. Nothing was trained or published: make a version load again, or publish "
+                       "a new model deliberately with `tagger train`")
 
 
 def _gold_set_names(paths: Sequence[Path]) -> list[str]:
@@ -460,6 +526,7 @@ def retrain(
     policy: GatePolicy = GatePolicy(),
     tag_audit: TagAuditConfig | None = TagAuditConfig(),
     dry_run: bool = False,
+    first_version: bool = False,
     command: str = "tagger retrain",
     log: Log = print,
 ) -> RetrainResult:
@@ -467,12 +534,18 @@ def retrain(
 
     ``taxonomy`` defaults to the live model's (its manifest records one that differs from the
     packaged taxonomy), else the packaged one. ``config`` overrides fields of the live model's
-    TrainConfig. ``tag_audit=None`` ignores site tags. Raises RetrainError / InputError / ValueError
-    for bad inputs; a refusal is a result (``exit_code`` 1), not an exception.
+    TrainConfig. ``tag_audit=None`` ignores site tags. ``first_version`` publishes version 1 under a
+    model folder with no versions (ungated: there is no live model); without it such a folder is an
+    error, as is one whose versions all fail to load. Every input is read and checked before training.
+    Raises RetrainError / InputError / ValueError for bad inputs; a refusal is a result (``exit_code``
+    1), not an exception.
     """
     t0 = time.perf_counter()
-    model_root = Path(model_root)
-    live = _live_model(model_root, log)
+    # Resolved, so that `.`, `..` or a trailing slash still give the model's name (the folder's name).
+    model_root = Path(model_root).resolve()
+    if not model_root.name:
+        raise RetrainError(f"model root {model_root} has no folder name to name the model by")
+    live = _live_model(model_root, first_version, log)
     live_version = live.version if live else None
     tx = _resolve_taxonomy(taxonomy, live)
     if live is not None:
@@ -482,12 +555,37 @@ def retrain(
                 f"the taxonomy lacks topic(s) {missing} that the live model {live_version} serves; removing a topic "
                 "is not a retrain (train and publish such a model deliberately with `tagger train`)")
     cfg = _resolve_config(live, config or {})
-    log(f"live model: {live_version or 'none'} under {model_root}; taxonomy: {len(tx)} topics; seed {cfg.seed}")
+    log(f"live model: {live_version or 'none (first version)'} under {model_root}; taxonomy: {len(tx)} topics; "
+        f"seed {cfg.seed}")
 
+    # Every input is read and checked before training, so a bad file fails in seconds, not after it.
+    names = _gold_set_names(gold_eval)
+    gold_sets = [(name, read_gold(path, tx)) for name, path in zip(names, gold_eval)]
+    for (name, arts), path in zip(gold_sets, gold_eval):
+        if not arts:
+            raise RetrainError(f"{path}: gate gold set {name} has no articles")
+    keyword_rules, section_rules = load_keyword_rules(tx, keywords), load_section_rules(tx, sections)
     data = assemble_training_data(gold=gold, corpus=corpus, new=new, corrections=corrections, taxonomy=tx)
     log(f"training data: {len(data.gold)} gold, {len(data.unlabelled)} unlabelled articles "
         f"(new: {data.summary['new'] or 'none'}; corrections: {data.summary['corrections'] or 'none'}) "
         f"({time.perf_counter() - t0:.1f}s)")
+    # The gate gold is never trained on: a shared id would let the candidate be scored on its own labels.
+    train_ids = {a.id for a in data.gold}
+    overlaps = [(name, path, sum(a.id in train_ids for a in arts), len(arts))
+                for (name, arts), path in zip(gold_sets, gold_eval)]
+    overlaps = [o for o in overlaps if o[2]]
+    if overlaps:
+        raise RetrainError(
+            "the gate gold must never be trained on, but "
+            + "; ".join(f"{n} of {total} articles of gate gold {name} ({path}) are training gold too (same id)"
+                        for name, path, n, total in overlaps)
+            + ": remove them from --gold/--new/--corrections, or gate on another --gold-eval set")
+    unl_ids = {a.id for a in data.unlabelled}
+    for name, arts in gold_sets:
+        seen = sum(a.id in unl_ids for a in arts)
+        if seen:
+            log(f"warning: {seen} of {len(arts)} articles of gate gold {name} are in the unlabelled training data "
+                "(weakly labelled, not with their gold labels)")
 
     audit = None
     tag_rules = None
@@ -505,19 +603,10 @@ def retrain(
 
     result = fit_model(
         data.gold, data.unlabelled, tx, cfg,
-        keyword_rules=load_keyword_rules(tx, keywords), section_rules=load_section_rules(tx, sections),
-        log=log, tag_rules=tag_rules,
+        keyword_rules=keyword_rules, section_rules=section_rules, log=log, tag_rules=tag_rules,
     )
     candidate = result.model
 
-    names = _gold_set_names(gold_eval)
-    gold_sets = [(name, read_gold(path, tx)) for name, path in zip(names, gold_eval)]
-    train_ids = {a.id for a in data.gold}
-    for name, arts in gold_sets:
-        overlap = sum(a.id in train_ids for a in arts)
-        if overlap:
-            log(f"warning: {overlap} of {len(arts)} articles of gate gold {name} are training gold too; "
-                "the comparison favours the candidate")
     decision = compare(live.model if live else None, live_version, candidate, gold_sets, policy)
     log(f"gate: {'promote' if decision.promote else 'refuse'} ({len(decision.reasons)} reason(s))")
 

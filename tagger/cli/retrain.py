@@ -15,12 +15,19 @@ new data (--new, JSONL like the corpus): a line with "topics" is a labelled arti
 gold article with the same id); a line without is unlabelled; "tags" (the site's own tags) are audited
 and the ones that agree with a topic become weak labels. Corrections (--corrections, JSONL by id):
 {"id": ..., "topics": [...]} replaces an article's labels, {"id": ..., "add": [...], "remove": [...]}
-edits them.
+edits them. A --new line with no text, or with a near miss of a field it lacks ("topic" for "topics"),
+is an error. The gate gold (--gold-eval) must share no id with the training gold. Every input is read
+and checked before training starts.
+
+The live model is the newest version under --model-root that loads. A folder whose versions all fail
+to load, a folder of model folders (models/ instead of models/NAME) and a folder with no versions are
+errors (exit 2): only --first-version creates version 1, published without a gate.
 
 examples:
   tagger retrain --new new.jsonl --dry-run
   tagger retrain --new new.jsonl --corrections fixes.jsonl --wait-served localhost:50051
   tagger retrain --taxonomy topics+environment.json --keywords keywords+environment.json --new env.jsonl
+  tagger retrain --model-root models/new-model --first-version --gold gold.jsonl --corpus corpus.jsonl
 """
 
 
@@ -69,6 +76,9 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="share of a tag's pages that must have the topic (default 0.6)")
     g.add_argument("--tag-min-lift", type=float, default=3.0,
                    help="how many times the topic's base rate that share must be (default 3)")
+    p.add_argument("--first-version", action="store_true",
+                   help="--model-root has no versions yet: create version 1, ungated (there is no live model to "
+                        "compare with); without this flag a model root with no versions is an error")
     p.add_argument("--dry-run", action="store_true", help="train, compare and report; publish nothing")
     p.add_argument("--report", type=Path, default=None, help="also write the decision and metrics as JSON")
     p.add_argument("--card", type=Path, default=None, help="also write the candidate's MODEL.md here")
@@ -97,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     for path in [args.corpus, *gold, *args.new, *args.corrections, *gold_eval, *optional]:
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file (set TAGGER_SHARED or pass the path)")
+    for option, path in (("--report", args.report), ("--card", args.card)):
+        # Checked now: found missing only after training (and publishing), the run would be wasted.
+        if path is not None and not Path(path).parent.is_dir():
+            raise CLIError(f"{option} {path}: no folder {Path(path).parent}")
     try:
         policy = GatePolicy(args.tol, args.topic_tol, args.min_support, args.new_topic_min_f1, args.min_net_losses)
         tags = None if args.no_tags else TagAuditConfig(
@@ -105,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             model_root=args.model_root or default_model_root(), corpus=args.corpus, gold=gold, gold_eval=gold_eval,
             new=args.new, corrections=args.corrections, taxonomy=args.taxonomy, keywords=args.keywords,
             sections=args.sections, policy=policy, tag_audit=tags, dry_run=args.dry_run,
+            first_version=args.first_version,
             config={"seed": args.seed, "max_features": args.max_features, "cv_folds": args.cv_folds,
                     "n_jobs": args.n_jobs},
             log=_log,
