@@ -14,6 +14,13 @@ Rows are tagged with ``mapInArrow``, one Arrow batch at a time
 carries exactly the values of the CLI's output line for the same document, and a row that cannot be
 tagged comes out with ``reject_reason``/``reject_detail`` instead of topics (nothing is dropped).
 
+Invalid UTF-8 in a string column (Spark's strings are bytes it never checks) rejects that row as
+``invalid_utf8``, as ``tagger tag`` rejects such a record; the title/text/raw columns must be
+strings. A typed column cannot tell the JSON string ``"42"`` from the number ``42`` (Spark's JSON
+reader writes both as "42" into a string column), so for JSON lines pass each row's line as read
+(``json_column``, as ``tagger spark-tag`` does): every line is then decoded, parsed and checked by
+the CLI's own code, with the CLI's reject reasons and details.
+
 pyspark, pyarrow and pandas are the optional ``spark`` extra: ``pip install 'tagger[spark]'``.
 """
 from __future__ import annotations
@@ -28,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from tagger.artifacts import MANIFEST_FILE, LoadedModel, load_model
 from tagger.batch import ChunkTagger
+from tagger.io import loads_json
 from tagger.paths import default_model_root
-from tagger.readers import Chunk, Fields, Reject
+from tagger.readers import Chunk, Fields, Reject, to_document
 from tagger.tagger import DEFAULT_MAX_CHARS, Tagger, TagOptions
 
 if TYPE_CHECKING:
@@ -37,12 +45,16 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-__all__ = ["tag_dataframe", "output_schema", "row_to_json", "get_session", "OUTPUT_COLUMNS", "CORRUPT_RECORD"]
+__all__ = ["tag_dataframe", "output_schema", "row_to_json", "get_session", "OUTPUT_COLUMNS", "CORRUPT_RECORD",
+           "TEXT_TYPES"]
 
 #: Columns tag_dataframe adds, in the CLI's output order, then the two reject columns.
 OUTPUT_COLUMNS = ("id", "topics", "scores", "dropped_tags", "model_version", "truncated", "reject_reason", "reject_detail")
-#: Spark's column for JSON lines it could not parse (PERMISSIVE mode); such rows are rejected.
+#: Spark's column for JSON lines it could not parse (PERMISSIVE mode); such a row is read from that line,
+#: as ``tagger tag`` would (invalid_utf8, invalid_json, not_an_object, ...).
 CORRUPT_RECORD = "_corrupt_record"
+#: Spark types a title/text/raw column may have; anything else is refused up front (void: all null).
+TEXT_TYPES = ("string", "char", "varchar", "void")
 
 
 def _require_pyspark() -> None:
@@ -122,9 +134,65 @@ def _executor_tagger(files: dict[str, bytes], sha256: str, max_chars: int, on_to
         return tagger
 
 
+def _column_values(column: pa.Array, name: str, bad: dict[int, str]) -> list[Any]:
+    """``column.to_pylist()``, except that a value holding invalid UTF-8 does not raise: it comes back
+    decoded with U+FFFD (good enough to name the row) and its row goes into ``bad`` (row → detail).
+
+    Arrow's own conversion is the fast path; only a batch that actually holds bad bytes pays for the
+    per-value decoding (string columns are handed over as binary, nested ones element by element)."""
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    import pyarrow as pa
+
+    t = column.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        out: list[Any] = column.cast(pa.large_binary() if pa.types.is_large_string(t) else pa.binary()).to_pylist()
+        for i, b in enumerate(out):
+            if b is not None:
+                try:
+                    out[i] = b.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    out[i] = b.decode("utf-8", "replace")
+                    bad.setdefault(i, f"invalid UTF-8 in column {name!r} at byte {e.start}")
+        return out
+    out = []
+    for i in range(len(column)):  # lists or structs of strings (tags): rare, and only this batch
+        try:
+            out.append(column[i].as_py())
+        except UnicodeDecodeError:
+            out.append(None)
+            bad.setdefault(i, f"invalid UTF-8 in column {name!r}")
+    return out
+
+
+def _binary(column: pa.Array) -> list[bytes | None]:
+    """A string or binary column's values as bytes (no decoding, so no UnicodeDecodeError)."""
+    import pyarrow as pa
+
+    t = column.type
+    if pa.types.is_string(t):
+        column = column.cast(pa.binary())
+    elif pa.types.is_large_string(t):
+        column = column.cast(pa.large_binary())
+    return column.to_pylist()
+
+
+def _corrupt_line(line: bytes, fields: Fields) -> Any:
+    """A JSON line Spark's reader could not parse (its ``_corrupt_record``), read as ``tagger tag`` reads
+    it: (reason, detail) for bytes that are not UTF-8 or text that is not JSON, with the CLI's words;
+    else the JSON value, to be built and checked like any row (an array is not_an_object, ...)."""
+    line += b"\n"  # Spark drops the line's end; the CLI parses it (same message for a torn string)
+    r = to_document("json", "spark", None, line, "", fields)
+    if isinstance(r, Reject) and r.reason in ("invalid_utf8", "invalid_json"):
+        return (r.reason, r.detail)
+    return loads_json(line.decode("utf-8"))
+
+
 def _tag_batches_fn(
     broadcast: Any, sha256: str, topics: tuple[str, ...], fields: Fields, options: TagOptions, max_chars: int,
-    on_too_long: str, passthrough: tuple[str, ...],
+    on_too_long: str, passthrough: tuple[str, ...], json_column: str | None = None,
 ):
     """The mapInArrow function (a closure: cloudpickle ships it with these settings)."""
 
@@ -133,17 +201,34 @@ def _tag_batches_fn(
 
         worker = ChunkTagger(_executor_tagger(broadcast.value, sha256, max_chars, on_too_long), options, fields)
         types = _arrow_types(topics)
+        # Only the columns a document is built from are converted to Python (not url, html, ...).
+        wanted = list(dict.fromkeys((fields.id, fields.title, fields.text, fields.raw, fields.tags)))
         for batch in batches:
-            rows = batch.to_pylist()
-            n = len(rows)
-            chunk = Chunk(0, "item", "spark", [None] * n, rows, [""] * n)
+            n = batch.num_rows
+            names = batch.schema.names
+            bad: dict[int, str] = {}  # rows with invalid UTF-8 in a column read → detail
+            ids: list[Any] = (_column_values(batch.column(fields.id), fields.id, bad) if fields.id in names
+                              else [None] * n)
+            if json_column is not None:
+                # Each row's JSON line, as read: decoded, parsed and checked exactly as `tagger tag` does a
+                # JSONL line. The id column (if any) is the id of a line without one; the line decides.
+                data: list[Any] = _binary(batch.column(json_column))
+                chunk = Chunk(0, "json", "spark", [None] * n, data, ["" if i is None else str(i) for i in ids])
+            else:
+                cols = {name: ids if name == fields.id else _column_values(batch.column(name), name, bad)
+                        for name in wanted if name in names}
+                data = [dict(zip(cols, values)) for values in zip(*cols.values())] if cols else [{}] * n
+                for i, detail in bad.items():
+                    data[i] = ("invalid_utf8", detail)  # to_document turns (reason, detail) into that Reject
+                if CORRUPT_RECORD in names and batch.column(CORRUPT_RECORD).null_count < n:
+                    for i, line in enumerate(_binary(batch.column(CORRUPT_RECORD))):
+                        if line is not None:
+                            data[i] = _corrupt_line(line, fields)
+                chunk = Chunk(0, "item", "spark", [None] * n, data, [""] * n)
             results = worker.results(chunk)
-            cols: dict[str, list[Any]] = {k: [] for k in types}
-            for row, r in zip(rows, results):
-                if row.get(CORRUPT_RECORD) is not None:
-                    r = Reject("spark", None, None, "invalid_json", "Spark could not parse this JSON line")
+            cols_out: dict[str, list[Any]] = {k: [] for k in types}
+            for rid, r in zip(ids, results):
                 if isinstance(r, Reject):
-                    rid = row.get(fields.id)
                     out = dict.fromkeys(types)
                     out.update(id=r.id if r.id is not None else (None if rid is None else str(rid)),
                                reject_reason=r.reason, reject_detail=r.detail)
@@ -154,9 +239,9 @@ def _tag_batches_fn(
                     for t in out["topics"]:
                         t.setdefault("evidence", None)
                 for k in types:
-                    cols[k].append(out.get(k))
+                    cols_out[k].append(out.get(k))
             arrays = [batch.column(name) for name in passthrough]
-            arrays += [pa.array(cols[k], type=types[k]) for k in types]
+            arrays += [pa.array(cols_out[k], type=types[k]) for k in types]
             yield pa.RecordBatch.from_arrays(arrays, names=[*passthrough, *types])
 
     return tag_batches
@@ -173,19 +258,49 @@ def tag_dataframe(
     max_chars: int = DEFAULT_MAX_CHARS,
     on_too_long: str = "reject",
     keep: Sequence[str] = (),
+    json_column: str | None = None,
 ) -> DataFrame:
     """Tag every row of ``df``: the result has the ``keep`` columns of ``df``, then OUTPUT_COLUMNS.
 
-    ``df`` needs the ``fields.text`` (or ``fields.raw``) column and should have ``fields.id``; title
-    and tags columns are used when present. Lazy, like any DataFrame transformation.
+    ``df`` needs the ``fields.text`` (or ``fields.raw``) column, a string column, and should have
+    ``fields.id``; title and tags columns are used when present. A row with invalid UTF-8 in one of
+    these columns is rejected (``invalid_utf8``). Lazy, like any DataFrame transformation.
+
+    ``json_column`` names a string or binary column holding each row's JSON line as read (e.g.
+    ``spark.read.text``): documents are then built from it exactly as ``tagger tag`` builds them from a
+    JSONL line (same checks, reject reasons and details: ``"text": 42`` is ``invalid_field``, bad bytes
+    ``invalid_utf8``); the other field columns are not read, except ``fields.id`` as the id of a line
+    without one and of a reject whose line has no readable id.
+
+    Raises ValueError, before any job runs, on a missing text column or a title/text/raw column that
+    is not a string column (such as the bigint Spark infers for ``"text": 42`` in every JSON line).
     """
     _require_pyspark()
     loaded = loaded or load_model(Path(model) if model else default_model_root())
     Tagger(loaded, max_chars=max_chars, on_too_long=on_too_long)  # fail here, not on executors, on bad settings
     options.validate(loaded.model.topics)
     columns = set(df.columns)
-    if fields.text not in columns and fields.raw not in columns:
-        raise ValueError(f"the DataFrame has no {fields.text!r} (or {fields.raw!r}) column; columns: {df.columns}")
+    if json_column is not None:
+        if json_column not in columns:
+            raise ValueError(f"the DataFrame has no {json_column!r} column (json_column); columns: {df.columns}")
+        kind = df.schema[json_column].dataType.simpleString()
+        if kind not in ("string", "binary"):
+            raise ValueError(f"column {json_column!r} (json_column) has type {kind}: it must hold JSON lines "
+                             f"(string or binary)")
+    else:
+        if fields.text not in columns and fields.raw not in columns:
+            raise ValueError(f"the DataFrame has no {fields.text!r} (or {fields.raw!r}) column; columns: {df.columns}")
+        for role, name in (("text", fields.text), ("title", fields.title), ("raw", fields.raw)):
+            if name not in columns:
+                continue
+            kind = df.schema[name].dataType.simpleString()
+            if kind.split("(")[0].split()[0] not in TEXT_TYPES:
+                hint = ("; Parquet strings stored without the UTF8 annotation read as binary: set "
+                        "spark.sql.parquet.binaryAsString=true" if kind == "binary" else "")
+                raise ValueError(
+                    f"column {name!r} ({role}) has type {kind}, not string: `tagger tag` rejects every non-string "
+                    f"{role} (invalid_field), so no row could be tagged from it. Cast it to string if it really "
+                    f"holds text, or choose another column (--{role}-field, Fields({role}=...)){hint}")
     missing = [c for c in keep if c not in columns]
     if missing:
         raise ValueError(f"columns to keep {missing} are not in the DataFrame")
@@ -199,7 +314,7 @@ def tag_dataframe(
     spark = df.sparkSession
     broadcast = spark.sparkContext.broadcast(files)
     fn = _tag_batches_fn(broadcast, manifest["sha256"], tuple(loaded.model.topics), fields, options, max_chars,
-                         on_too_long, tuple(keep))
+                         on_too_long, tuple(keep), json_column)
     from pyspark.sql.types import StructType
 
     passthrough = StructType([df.schema[c] for c in keep]) if keep else None

@@ -6,6 +6,7 @@ session serves every test here (a JVM start costs ~15 s).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import lzma
 import os
@@ -65,6 +66,15 @@ def cli_output(tmp_path_factory: pytest.TempPathFactory, rows: list[dict], loade
     return out, rej
 
 
+def _json_parts(folder: Path) -> list[dict]:
+    """The objects of a Spark JSON output folder (gzipped part files)."""
+    out = []
+    for part in sorted(folder.glob("part-*.json.gz")):
+        with gzip.open(part, "rt", encoding="utf-8") as f:
+            out += [json.loads(line) for line in f]
+    return out
+
+
 def test_tag_dataframe_equals_the_cli(spark, rows: list[dict], cli_output: tuple[dict, dict], loaded: LoadedModel) -> None:
     from tagger.spark import OUTPUT_COLUMNS, row_to_json, tag_dataframe
 
@@ -82,7 +92,8 @@ def test_tag_dataframe_equals_the_cli(spark, rows: list[dict], cli_output: tuple
     assert all(r["url"] == urls[r["id"]] for r in got)
 
 
-def test_spark_tag_command_parquet_and_jsonl(spark, tmp_path: Path, rows: list[dict], cli_output: tuple[dict, dict]) -> None:
+def test_spark_tag_command_parquet_and_jsonl(spark, tmp_path: Path, rows: list[dict], cli_output: tuple[dict, dict],
+                                             loaded: LoadedModel) -> None:
     from tagger.cli import main
 
     out, rej = cli_output
@@ -99,13 +110,129 @@ def test_spark_tag_command_parquet_and_jsonl(spark, tmp_path: Path, rows: list[d
     # Existing output is not overwritten without --force.
     assert main(["spark-tag", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet")]) == 2
 
-    # JSON lines in and out, with a line Spark cannot parse: it is rejected, not lost.
+    # JSON lines in and out: every line comes out as `tagger tag` (run_batch) makes it, tagged or
+    # rejected with the same reason and detail, including the lines Spark's own JSON reader gets
+    # wrong: invalid UTF-8 (it killed the job), "text": 42 among string texts (Spark's column is a
+    # string column holding "42", which was tagged), a JSON array or string (a corrupt record to
+    # Spark, not_an_object to the CLI). Blank lines are not records.
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:50]) + '{"id": "torn", "te\n', "utf-8")
-    assert main(["spark-tag", "--input", str(src), "--output", str(tmp_path / "out_json")]) == 0
-    lines = [json.loads(line) for part in sorted((tmp_path / "out_json").glob("part-*.json.gz"))
-             for line in __import__("gzip").open(part, "rt", encoding="utf-8")]
-    assert {o["id"]: o for o in lines} == {k: v for k, v in out.items() if k in {r["id"] for r in rows[:50]}}
-    rejected = [json.loads(line) for part in sorted((tmp_path / "out_json_rejects").glob("part-*.json.gz"))
-                for line in __import__("gzip").open(part, "rt", encoding="utf-8")]
-    assert sorted(r["reject_reason"] for r in rejected) == ["empty_text", "invalid_json", "too_long"]
+    extra = [
+        b'{"id": "torn", "te\n',
+        b'{"id": "badutf8", "title": "\xd8\xb9\xd9\x82", "text": "\xd8\xb9\xff\xfe abc"}\n',
+        b'{"id": "numtext", "text": 42, "url": "u"}\n',
+        b'{"id": "floattitle", "title": 4.5, "text": "\xd8\xb9\xd9\x82\xd9\x88\xd8\xa8\xd8\xa7\xd8\xaa"}\n',
+        b'{"id": true, "text": "x"}\n',
+        b'[1, 2, 3]\n',
+        b'"just a string"\n',
+        b'\n',
+        b'   \r\n',
+        json.dumps({"id": 12345, "title": rows[0]["title"], "text": rows[0]["text"]}, ensure_ascii=False).encode(),
+    ]  # the last line has no "\n"
+    src.write_bytes(b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows[:50]) + b"".join(extra))
+    run_batch(BatchConfig(inputs=(str(src),), output=tmp_path / "cli.jsonl"), loaded)
+    cli_out = {o["id"]: o for o in map(json.loads, (tmp_path / "cli.jsonl").read_text("utf-8").splitlines())}
+    cli_rej = [json.loads(line) for line in (tmp_path / "cli.jsonl.rejects.jsonl").read_text("utf-8").splitlines()]
+    assert len(cli_out) == 49 and len(cli_rej) == 2 + 7  # rows[10], rows[20] and all the odd lines but one
+
+    assert main(["spark-tag", "--input", str(src), "--output", str(tmp_path / "out_json"), "--keep", "url"]) == 0
+    lines = _json_parts(tmp_path / "out_json")
+    urls = {r["id"]: r["url"] for r in rows}
+    assert {o["id"]: o.pop("url", None) for o in lines} == {k: urls.get(k) for k in cli_out}  # kept column
+    assert {o["id"]: o for o in lines} == cli_out
+    rejected = _json_parts(tmp_path / "out_json_rejects")
+    assert sorted((r["reject_reason"], r["reject_detail"]) for r in rejected) == \
+        sorted((r["reason"], r["detail"]) for r in cli_rej)
+    # Where the CLI names the record, so does Spark; a line with no readable id still gets its JSON id.
+    by_detail = {(r["reject_reason"], r["reject_detail"]): r for r in rejected}
+    assert all(by_detail[r["reason"], r["detail"]]["id"] == r["id"] for r in cli_rej if r["id"] is not None)
+    assert [r["id"] for r in rejected if r["reject_reason"] == "invalid_utf8"] == ["badutf8"]
+    assert by_detail["invalid_field", "field 'text' must be a string, got int"]["url"] == "u"
+
+    # A text field numeric on every line: Spark infers a bigint column, which tag_dataframe refuses;
+    # spark-tag reads the lines, so each is rejected as `tagger tag` rejects it (the job goes on).
+    src = tmp_path / "numbers.jsonl"
+    src.write_text('{"id": "n1", "text": 42}\n{"id": "n2", "text": 7.5}\n'
+                   + json.dumps({"id": "h1", "title": rows[0]["title"]}, ensure_ascii=False) + "\n", "utf-8")
+    assert main(["spark-tag", "--input", str(src), "--output", str(tmp_path / "out_numbers"),
+                 "--output-format", "parquet"]) == 0
+    assert [r["id"] for r in spark.read.parquet(str(tmp_path / "out_numbers")).collect()] == ["h1"]  # a headline alone
+    got = spark.read.parquet(str(tmp_path / "out_numbers_rejects")).collect()
+    assert sorted((r["id"], r["reject_reason"], r["reject_detail"]) for r in got) == [
+        ("n1", "invalid_field", "field 'text' must be a string, got int"),
+        ("n2", "invalid_field", "field 'text' must be a string, got float"),
+    ]
+
+
+def test_invalid_utf8_in_a_column_rejects_that_row_only(spark, tmp_path: Path, rows: list[dict],
+                                                        cli_output: tuple[dict, dict], loaded: LoadedModel) -> None:
+    """Spark's strings are unchecked bytes (Parquet, its JSON reader, a binary→string cast): one bad
+    value used to kill the whole job in Arrow's to_pylist. Now that row is an invalid_utf8 reject,
+    naming the column, and every other row is tagged exactly as the CLI tags it."""
+    from pyspark.sql import functions as F
+
+    from tagger.spark import row_to_json, tag_dataframe
+
+    out, rej = cli_output
+    df = spark.createDataFrame(rows[:60], "id string, title string, text string, url string, tags array<string>")
+    bad = F.unhex(F.lit("D8B9FFFE20616263")).cast("string")  # "ع", then bytes that are not UTF-8, " abc"
+    ids = [r["id"] for r in rows[:60]]
+
+    def spoil(column: str, row: int, value):
+        return F.when(F.col("id") == ids[row], value).otherwise(F.col(column)).alias(column)
+
+    df = df.select(spoil("id", 5, F.unhex(F.lit("626164FF")).cast("string")),  # the id itself: b"bad\xff"
+                   spoil("title", 2, bad), spoil("text", 1, bad), spoil("url", 4, bad),  # url is only kept
+                   spoil("tags", 3, F.array(F.lit("سياسة"), bad)))
+    df.write.parquet(str(tmp_path / "bad.parquet"))
+    tagged = tag_dataframe(spark.read.parquet(str(tmp_path / "bad.parquet")), loaded=loaded, keep=["url"])
+    got = [r.asDict(recursive=True) for r in tagged.collect()]
+    assert len(got) == 60
+    rejected = {r["id"]: (r["reject_reason"], r["reject_detail"]) for r in got if r["reject_reason"] is not None}
+    assert rejected == {
+        ids[1]: ("invalid_utf8", "invalid UTF-8 in column 'text' at byte 2"),
+        ids[2]: ("invalid_utf8", "invalid UTF-8 in column 'title' at byte 2"),
+        ids[3]: ("invalid_utf8", "invalid UTF-8 in column 'tags'"),
+        "bad\ufffd": ("invalid_utf8", "invalid UTF-8 in column 'id' at byte 3"),  # named as well as it can be
+        **{k: (v["reason"], v["detail"]) for k, v in rej.items() if k in ids},
+    }
+    ok = {r["id"]: row_to_json(r) for r in got if r["reject_reason"] is None}
+    assert ok == {k: out[k] for k in ids if k in out and k not in (ids[1], ids[2], ids[3], ids[5])}
+    assert [r["url"] for r in got if r["id"] == ids[4]] == ["ع\ufffd\ufffd abc"]  # passed through untouched
+
+    # JSON read by Spark itself: a line with invalid UTF-8 becomes a _corrupt_record holding those
+    # bytes (that column killed the job too). Such lines are read as `tagger tag` reads them.
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows[:5])
+                    + b'{"id": "badutf8", "text": "\xd8\xb9\xff\xfe abc"}\n[1, 2, 3]\n{"id": "torn", "te\n')
+    run_batch(BatchConfig(inputs=(str(src),), output=tmp_path / "cli.jsonl"), loaded)
+    cli_rej = [json.loads(line) for line in (tmp_path / "cli.jsonl.rejects.jsonl").read_text("utf-8").splitlines()]
+    got = [r.asDict(recursive=True) for r in tag_dataframe(spark.read.json(str(src)), loaded=loaded).collect()]
+    assert {r["id"]: row_to_json(r) for r in got if r["reject_reason"] is None} == {r["id"]: out[r["id"]]
+                                                                                  for r in rows[:5]}
+    assert sorted((r["reject_reason"], r["reject_detail"]) for r in got if r["reject_reason"] is not None) == \
+        sorted((r["reason"], r["detail"]) for r in cli_rej) == sorted([
+            ("invalid_utf8", "invalid UTF-8 at byte 29 of the line"),
+            ("not_an_object", "expected a JSON object, got list"),
+            ("invalid_json", "invalid JSON (Invalid control character at at column 19)")])
+
+
+def test_a_non_string_text_column_is_refused_up_front(spark, tmp_path: Path, loaded: LoadedModel, capsys) -> None:
+    """No value of a bigint text column can be tagged (`tagger tag` rejects a number as invalid_field):
+    a typed DataFrame says so in its schema, so tag_dataframe refuses it before any job runs."""
+    from tagger.cli import main
+    from tagger.readers import Fields
+    from tagger.spark import tag_dataframe
+
+    df = spark.createDataFrame([("a", 42, "x", 1.5, bytearray(b"x"))],
+                               "id string, text bigint, s string, h double, b binary")
+    with pytest.raises(ValueError, match=r"column 'text' \(text\) has type bigint, not string"):
+        tag_dataframe(df, loaded=loaded)
+    with pytest.raises(ValueError, match=r"column 'h' \(title\) has type double, not string"):
+        tag_dataframe(df, loaded=loaded, fields=Fields(text="s", title="h"))
+    with pytest.raises(ValueError, match=r"column 'b' \(raw\) has type binary.*binaryAsString"):
+        tag_dataframe(df, loaded=loaded, fields=Fields(text="s", raw="b"))
+    tag_dataframe(df, loaded=loaded, fields=Fields(text="s"))  # string columns are fine (and nothing runs yet)
+    df.write.parquet(str(tmp_path / "numbers.parquet"))
+    assert main(["spark-tag", "--input", str(tmp_path / "numbers.parquet"), "--output", str(tmp_path / "out")]) == 2
+    assert "column 'text' (text) has type bigint, not string" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

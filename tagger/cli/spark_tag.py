@@ -4,7 +4,10 @@
     spark-submit --py-files tagger.zip -m tagger spark-tag --input s3a://… --output s3a://…   (see README)
 
 Tagged rows go to --output, rows that cannot be tagged to --rejects (default OUTPUT_rejects), with
-their reason; the two together hold every input row once.
+their reason; the two together hold every input row once. A JSON line is decoded, parsed and checked by
+`tagger tag`'s own code (not Spark's JSON reader), so it is tagged or rejected exactly as `tagger tag`
+would; Parquet title/text/raw columns must be string columns (a row with bytes that are not UTF-8 is
+rejected as invalid_utf8).
 """
 from __future__ import annotations
 
@@ -46,6 +49,45 @@ def _is_json(path: str) -> bool:
     return name.endswith((".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".jsonl.bz2"))
 
 
+#: The column holding each input JSON line (bytes as read) for tag_dataframe(json_column=...).
+JSON_LINE = "_json_line"
+
+
+def _json_lines(spark, path: str, fields: Fields, keep: list[str]):
+    """JSON lines as a DataFrame of (keep columns..., id, JSON_LINE).
+
+    Each document is built from its line by the CLI's own code (``json_column``), so Spark's typed
+    columns never stand in for the record: a typed column cannot tell ``"text": 42`` from
+    ``"text": "42"`` (Spark's reader writes both as "42"), and Spark's reader turns a line with invalid
+    UTF-8 or a JSON array into a corrupt record, where ``tagger tag`` says invalid_utf8 or
+    not_an_object. Lines are split on "\\n" and blank ones skipped, as ``tagger tag`` does (which also
+    parses each line with its "\\n": an unterminated string then reports the same error); Spark
+    parses a line only for the ``keep`` columns and the id (the id of a line ``tagger tag`` cannot
+    read, or of one without an id: then a generated one, as for Parquet).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    lines = spark.read.option("lineSep", "\n").text(path)  # Hadoop drops a leading byte-order mark
+    lines = lines.where(~F.col("value").rlike(r"^\s*$"))  # Java's \s is bytes.isspace()'s set
+    schema = [StructField(fields.id, StringType())]
+    kept = [c for c in dict.fromkeys(keep) if c != fields.id]
+    if kept:  # their types: Spark's inference (one more pass over the data, only when columns are kept)
+        inferred = spark.read.json(path).schema
+        missing = [c for c in kept if c not in inferred.names]
+        if missing:
+            raise CLIError(f"columns to keep {missing} are not in {path} (its fields: {', '.join(inferred.names)})")
+        schema += [inferred[c] for c in kept]
+    parsed = F.from_json(F.col("value"), StructType(schema))
+    rid = parsed[fields.id]
+    generated = F.monotonically_increasing_id().cast("string")
+    return lines.select(
+        *(parsed[c].alias(c) for c in kept),
+        F.when(rid.isNull() | (rid == ""), generated).otherwise(rid).alias(fields.id),
+        F.concat(F.col("value"), F.lit("\n")).alias(JSON_LINE),  # the line as `tagger tag` parses it
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import pyarrow  # noqa: F401
@@ -65,26 +107,27 @@ def run(args: argparse.Namespace) -> int:
     out_format = args.output_format or in_format
     rejects = args.rejects or f"{args.output.rstrip('/')}_rejects"
 
-    from tagger.spark import CORRUPT_RECORD, get_session, tag_dataframe
+    from tagger.spark import get_session, tag_dataframe
 
     spark = get_session("tagger spark-tag", args.master)
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
+    json_column = None
     try:
         if in_format == "jsonl":
-            df = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD).json(args.input)
+            df, json_column = _json_lines(spark, args.input, fields, args.keep), JSON_LINE
         else:
             df = spark.read.parquet(args.input)
+            if fields.id not in df.columns:
+                df = df.withColumn(fields.id, F.monotonically_increasing_id().cast("string"))
     except AnalysisException as e:
         raise CLIError(f"{args.input}: {str(e).splitlines()[0]}") from e
-    if fields.id not in df.columns:
-        df = df.withColumn(fields.id, F.monotonically_increasing_id().cast("string"))
     if args.partitions:
         df = df.repartition(args.partitions)
     try:
         tagged = tag_dataframe(df, loaded=loaded, fields=fields, options=options, max_chars=args.max_chars,
-                               keep=args.keep)
+                               keep=args.keep, json_column=json_column)
     except ValueError as e:
         raise CLIError(str(e)) from e
 
