@@ -267,10 +267,15 @@ def iter_chunks(
         else:
             raise InputError(f"{spec.path}: unknown format {spec.format!r}")
     except _LineReadError as e:
-        raise InputError(f"{spec.source}: line {e.line}: cannot read ({e.__cause__}): is the file truncated or "
-                         f"corrupt?") from e.__cause__
+        raise InputError(_cannot_read(f"{spec.source}: line {e.line}", e.__cause__)) from e.__cause__
     except READ_ERRORS as e:
-        raise InputError(f"{spec.source}: cannot read ({e}): is the file truncated or corrupt?") from e
+        raise InputError(_cannot_read(spec.source, e)) from e
+
+
+def _cannot_read(where: str, e: BaseException | None) -> str:
+    # A disk or permission error says what it is; a damaged compressed stream needs the hint.
+    damaged = not isinstance(e, OSError) or isinstance(e, gzip.BadGzipFile)
+    return f"{where}: cannot read ({e}){': is the file truncated or corrupt?' if damaged else ''}"
 
 
 class _LineReadError(Exception):
