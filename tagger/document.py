@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final
 
 from tagger.text import LineStartFilter, normalize
 
@@ -54,21 +54,33 @@ class Document:
         return (self.title + "\n" + self.body).strip()
 
 
-# Matched against normalize(line): alef forms folded, diacritics gone, whitespace squeezed, ة→ه.
-# (?!\w) stops a marker matching the start of a longer word (ايضاح, المصدريه ...).
+# Matched against normalize(line) with format characters removed (see _marker_text): alef forms
+# folded, diacritics gone, whitespace squeezed, ة→ه. Any marker may follow non-word characters (a
+# bullet, a dash, a direction mark). (?!\w) stops a marker matching the start of a longer word
+# (ايضاح, المصدريه ...); the date marker must be followed by punctuation, a digit or nothing
+# ("تاريخ النشر في ..." is a headline about the history of publishing), a teaser by punctuation
+# ("قد يهمك أن ..." is a sentence).
 _MARKER: Final = re.compile(
-    r"(?P<read_also>\W*اقرا\s?ايضا(?!\w))"
-    r"|(?P<date>تاريخ\sالنشر(?!\w))"
+    r"\W*(?:"
+    r"(?P<read_also>اقرا\s?ايضا(?!\w))"
+    r"|(?P<date>تاريخ\sالنشر\s*(?:[^\w\s]|\d|$))"
     r"|(?P<source>المصدر\s?[:：])"  # a colon is required: "المصدر" also starts ordinary sentences
     r"|(?P<tags>كلمات\sدلاليه(?!\w))"
-    r"|(?P<teaser>\W*قد\sيهمك(?!\w))"
+    r"|(?P<teaser>قد\sيهمك(?:\sايضا)?\s*(?:[^\w\s]|$))"
+    r")"
 )
+# Zero-width and direction characters (ZWSP/ZWNJ/ZWJ, LRM/RLM, bidi embeddings and isolates, word
+# joiner, BOM, soft hyphen): invisible on the page, so they must not hide a marker.
+_FORMAT_CHARS: Final = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 # A read-also marker followed by a linked headline on the same line.
 _READ_ALSO_INLINE: Final = re.compile(r"\W*اقرا\s?ايضا\W*\w")
-# Verbs like حمل/تابع open many news sentences ("حمل الوزير ..."), so a promotion must also
-# mention an app, be short, and not read as a finished sentence.
+# Verbs like حمل/تابع open many news sentences ("حمل الوزير ...", "تابع الوزير تطبيق الخطة"), and
+# تطبيق also means "implementation", so a promotion must name the app right after the verb ("حمل
+# تطبيق ...") or through عبر/على/من/في (normalised: على → علي) ("تابع أحدث الأخبار عبر تطبيق ..."), be short, and not read
+# as a finished sentence.
 _PROMO_START: Final = re.compile(r"\W*(?:تابع(?:وا|ونا)?|حمل(?:وا)?|نزل(?:وا)?)\s")
-_PROMO_APP: Final = re.compile(r"(?<!\w)(?:ال)?تطبيق")
+_PROMO_APP: Final = re.compile(
+    r"\W*(?:تابع(?:وا|ونا)?|حمل(?:وا)?|نزل(?:وا)?)\s(?:ال)?تطبيق|(?<!\w)(?:عبر|علي|من|في)\s(?:ال)?تطبيق")
 _PROMO_MAX_WORDS: Final = 12
 _SENTENCE_END: Final = tuple(".!?؟…")
 # A plain-text first line ending like this is a sentence or an introduction, not a headline.
@@ -76,17 +88,34 @@ _SENTENCE_END: Final = tuple(".!?؟…")
 _NOT_TITLE_END: Final = tuple(".…:;؛,،")
 _CLOSERS: Final = "\"'»”’)]"
 _TAG_SPLIT: Final = re.compile(r"[\s,،|]+")
-# Where a valued marker's value starts in the original (un-normalised) line: after its words
-# (two, one, two) and an optional colon.
+# Where a valued marker's value starts in the line (format characters removed, not normalised):
+# after any leading non-word characters, its words (two, one, two) and an optional colon or other
+# separator.
 _MARKER_VALUE: Final = {
-    kind: re.compile(r"\s*" + r"\S+\s+" * (words - 1) + r"[^\s:：]+\s*[:：]?\s*")
+    kind: re.compile(r"\W*" + r"\S+\s+" * (words - 1) + r"[^\s:：]+\s*[:：\-–—/|؛]?\s*")
     for kind, words in (("date", 2), ("source", 1), ("tags", 2))
 }
+# Separators a tag line uses between tags; they are not tags.
+_TAG_PUNCT: Final = re.compile(r"^[^\w]+$")
+
+
+def _marker_text(line: str) -> str:
+    return _FORMAT_CHARS.sub("", normalize(line))
+
+
+def _marker_value(kind: str, line: str) -> Any:
+    """What follows a date/source marker (a string) or a tag marker (the tags), in ``line``'s own text."""
+    visible = _FORMAT_CHARS.sub("", line)
+    m = _MARKER_VALUE[kind].match(visible) if kind in _MARKER_VALUE else None
+    value = visible[m.end():].strip() if m else ""
+    if kind == "tags":
+        return [t for t in _TAG_SPLIT.split(value) if t and not _TAG_PUNCT.match(t)]
+    return value
 
 
 def _classify(line: str) -> str | None:
     """The kind of page part this line is, or None for article text (or a blank line)."""
-    norm = normalize(line)
+    norm = _marker_text(line)
     m = _MARKER.match(norm)
     if m:
         return m.lastgroup
@@ -145,18 +174,22 @@ def _split_parts_line_by_line(text: str) -> _Parts:
             continue
         parts.dropped.append(kind)
         if kind == "read_also":
-            if _READ_ALSO_INLINE.match(normalize(line)):
+            if _READ_ALSO_INLINE.match(_marker_text(line)):
                 # "اقرأ أيضا: <headline>" on one line is a link inside the article (CNN does this
                 # mid-article); the article goes on after it, so only the link line goes.
                 continue
             # A marker on its own line introduces a glued story: the tail is cut unread; only note
-            # which other page parts went with it.
-            parts.dropped.extend(k for k in map(_classify, lines[i + 1:]) if k)
+            # which other page parts went with it, and keep the page's tags if its tag line is there.
+            for later in lines[i + 1:]:
+                k = _classify(later)
+                if k:
+                    parts.dropped.append(k)
+                    if k == "tags":
+                        parts.tags.extend(_marker_value("tags", later.strip()))
             break
-        m = _MARKER_VALUE[kind].match(line) if kind in _MARKER_VALUE else None
-        value = line[m.end():].strip() if m else ""
+        value = _marker_value(kind, line)
         if kind == "tags":
-            parts.tags.extend(_TAG_SPLIT.split(value))
+            parts.tags.extend(value)
         elif kind == "date":
             parts.date = parts.date or value  # the first date/source line wins
         elif kind == "source":
@@ -207,7 +240,7 @@ def parse_page(raw: str, id: str = "") -> Document:
         raise TypeError(f"parse_page: raw must be str, got {type(raw).__name__}")
     if not isinstance(id, str):
         raise TypeError(f"parse_page: id must be str, got {type(id).__name__}")
-    parts = _split_parts(raw)
+    parts = _split_parts(raw.removeprefix("\ufeff"))  # a byte-order mark is not part of the title
     body = parts.body
     title = ""
     if (
@@ -250,6 +283,11 @@ def from_fields(
     if raw.strip():
         doc = parse_page(raw, id)
         if title:
+            # The explicit title replaces the page's headline. But a first line that reads as a
+            # sentence was taken as the title only because a page opens with one: with the headline
+            # given separately it is the article's first paragraph, so it goes back to the body.
+            if doc.title and " ".join(doc.title.split()) != title and doc.title.rstrip(_CLOSERS).endswith(_NOT_TITLE_END):
+                doc = replace(doc, body=doc.title + ("\n" + doc.body if doc.body else ""))
             doc = replace(doc, title=title)
     else:
         parts = _split_parts(text)

@@ -218,6 +218,8 @@ class Taxonomy:
             return cls.from_dict(data)
         except ValueError as e:  # JSONDecodeError is a ValueError too
             raise ValueError(f"{path}: {e}") from e
+        except OSError as e:  # missing, a folder, unreadable
+            raise ValueError(f"{path}: cannot read the taxonomy ({e.strerror or e})") from e
 
 
 def _check_topics(topics: tuple[Topic, ...]) -> None:

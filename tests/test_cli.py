@@ -144,3 +144,22 @@ def test_serve_with_its_metrics_port_taken_is_one_clear_error() -> None:
             assert p.returncode == 2 and err == (
                 f"tagger serve: error: cannot serve metrics on 0.0.0.0:{port} (--metrics-port): Address already in use"
             ), err
+
+
+def test_train_checks_taxonomy_and_dev_before_any_training(tmp_path: Path, shared_dir: Path) -> None:
+    """A bad --taxonomy or --dev is one line and exit 2 before the corpus is even read (training on
+    the real corpus would take a minute and print its progress first)."""
+    bad_dev = tmp_path / "dev.jsonl"
+    bad_dev.write_text(json.dumps({"id": "d", "title": "t", "text": "نص", "topics": ["diplomcy"]}) + "\n", "utf-8")
+    empty_dev = tmp_path / "empty.jsonl"
+    empty_dev.write_text("", "utf-8")
+    for args, message in [
+        (["--taxonomy", str(tmp_path / "missing.json")], "cannot read the taxonomy (No such file or directory)"),
+        (["--taxonomy", str(tmp_path)], "cannot read the taxonomy (Is a directory)"),
+        (["--dev", str(bad_dev)], "unknown topic id 'diplomcy' (did you mean 'diplomacy'?)"),
+        (["--dev", str(empty_dev)], "no articles to report on (pass --dev none to skip the report)"),
+    ]:
+        p = tagger("train", "--no-publish", *args)
+        err = p.stderr.decode().strip()
+        assert p.returncode == 2 and len(err.splitlines()) == 1 and message in err, (args, err)
+        assert b"features:" not in p.stdout and b"read " not in p.stdout, p.stdout  # nothing was trained

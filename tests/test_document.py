@@ -297,3 +297,49 @@ def test_from_fields_raw_and_text_conflict() -> None:
 def test_from_fields_type_errors(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(TypeError, match=field):
         from_fields(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mark", ["\u200f", "\u200e", "\u202b", "• ", "- ", "\ufeff"])
+def test_invisible_marks_and_bullets_do_not_hide_page_parts(seed_raw: str, mark: str) -> None:
+    """Scraped Arabic lines often start with a direction mark (64 corpus lines do); a bullet or dash is
+    common too. Neither may hide the date, source or tag line: the tags would reach the model."""
+    page = "\n".join(mark + line if line.startswith(("تاريخ", "المصدر", "كلمات")) else line
+                     for line in seed_raw.split("\n"))
+    assert parse_page(page) == parse_page(seed_raw)
+
+
+def test_zero_width_characters_inside_markers_are_ignored(seed_raw: str) -> None:
+    page = seed_raw.replace("كلمات دلالية", "كلمات\u200c دلالية").replace("إقرأ أيضاً", "إقرأ\u200c أيضاً")
+    assert parse_page(page) == parse_page(seed_raw)
+
+
+@pytest.mark.parametrize("text", [
+    "حمّل وزير الخارجية واشنطن مسؤولية تطبيق العقوبات",  # تطبيق: "implementation", not an app
+    "تابع الوزير تطبيق الخطة الأمنية في المحافظات",
+    "قد يهمك أن تعلم أن العقوبات ستفرض غدا",  # a sentence, not a "قد يهمك:" teaser
+    "تاريخ النشر في العالم العربي",  # a headline about the history of publishing, not a date line
+])
+def test_words_that_also_open_page_parts_stay_article_text(text: str) -> None:
+    doc = parse_page(f"{text}\nقال الوزير إن المحادثات مستمرة.\nالمصدر: وكالات")
+    assert doc.title == text and doc.date == "" and doc.dropped == ("source",)
+    assert text in clean_text(f"عنوان\n{text}\nنص.")
+
+
+def test_tags_after_a_glued_story_separators_and_a_dash_before_the_date(seed_raw: str) -> None:
+    head, tag_line = [], ""
+    for line in seed_raw.split("\n"):
+        if line.startswith("كلمات دلالية"):
+            tag_line = line
+        else:
+            head.append(line)
+    moved = parse_page("\n".join(head) + "\n" + tag_line)  # the tag line after the read-also story
+    assert moved.tags == parse_page(seed_raw).tags and "read_also" in moved.dropped
+    doc = parse_page("عنوان\nتاريخ النشر - 11 سبتمبر 2023\nنص.\nكلمات دلالية: روسيا ؛ كوريا / أمريكا - سياسة")
+    assert doc.date == "11 سبتمبر 2023" and doc.tags == ("روسيا", "كوريا", "أمريكا", "سياسة")
+
+
+def test_an_explicit_title_does_not_swallow_a_headless_pages_first_paragraph() -> None:
+    raw = "الفقرة الأولى من المقال عن العقوبات.\nالفقرة الثانية.\nكلمات دلالية: سياسة"
+    doc = from_fields(raw=raw, title="عنوان صريح")
+    assert doc.title == "عنوان صريح"
+    assert doc.body == "الفقرة الأولى من المقال عن العقوبات.\nالفقرة الثانية."

@@ -85,6 +85,23 @@ def test_bad_corpus_lines_name_the_line(tmp_path: Path) -> None:
         list(read_articles(path))
 
 
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("keywords.json", {"min_count": 2}, "expected a JSON object with a 'topics' object"),
+    ("keywords.json", [{"topics": {}}], "expected a JSON object with a 'topics' object"),
+    ("keywords.json", "{not json", "not valid JSON"),
+    ("sections.json", {"sections": {"sport": ["sports"]}}, "section 'sport': expected an object with 'positive'"),
+    ("sections.json", {"sections": {"sport": {"positive": "sports"}}}, "section 'sport': expected an object"),
+])
+def test_a_rules_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path, name: str, content, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
+    load = load_keyword_rules if name == "keywords.json" else load_section_rules
+    with pytest.raises(ValueError, match=message):
+        load(default_taxonomy(), path)
+    with pytest.raises(ValueError, match="cannot read the rules"):
+        load(default_taxonomy(), tmp_path / "missing.json")
+
+
 def test_train_and_publish_writes_a_verified_version(small_data, shared_dir: Path, tmp_path: Path) -> None:
     tx, gold, corpus = small_data
     gold_path = tmp_path / "gold.jsonl"

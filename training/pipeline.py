@@ -5,12 +5,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tagger.artifacts import publish_model, sha256_file
+from tagger.artifacts import LoadedModel, publish_model, sha256_file
 from tagger.document import Document
+from tagger.io import InputError
 from tagger.metrics import Report, score
-from tagger.tagger import Tagger
-from tagger.artifacts import LoadedModel
 from tagger.model import TopicModel
+from tagger.tagger import Tagger
 from tagger.taxonomy import Taxonomy
 from training.data import Article, read_articles, read_gold
 from training.fit import TrainConfig, TrainResult, fit_model
@@ -57,6 +57,10 @@ def train_and_publish(
         gold_articles.extend(read_gold(g, taxonomy))
     if extra_articles:
         gold_articles.extend(extra_articles)
+    # Dev is read and checked before training: a bad or empty file must not cost a whole fit.
+    dev_articles = read_gold(dev, taxonomy) if dev is not None else None
+    if dev_articles is not None and not dev_articles:
+        raise InputError(f"{dev}: no articles to report on (pass --dev none to skip the report)")
     unlabelled = list(read_articles(corpus))
     log(f"read {len(gold_articles)} gold and {len(unlabelled)} corpus articles ({time.perf_counter() - t0:.1f}s)")
     result = fit_model(
@@ -64,8 +68,8 @@ def train_and_publish(
         keyword_rules=load_keyword_rules(taxonomy), section_rules=load_section_rules(taxonomy), log=log,
     )
     report = None
-    if dev is not None:
-        report = evaluate_model(result.model, read_gold(dev, taxonomy))
+    if dev_articles is not None:
+        report = evaluate_model(result.model, dev_articles)
         log(report.table())
     out = None
     if publish:

@@ -21,9 +21,19 @@ __all__ = ["KeywordRules", "SectionRules", "ABSTAIN", "load_keyword_rules", "loa
 ABSTAIN = -1
 
 
-def _rules_text(name: str, path: Path | None) -> dict:
-    raw = Path(path).read_text("utf-8") if path else resources.files("training.rules").joinpath(name).read_text("utf-8")
-    return json.loads(raw)
+def _rules_text(name: str, path: Path | None, key: str) -> dict:
+    """A rules file as a dict whose ``key`` maps to an object; anything else is a ValueError naming the file."""
+    where = path or f"training/rules/{name}"
+    try:
+        raw = Path(path).read_text("utf-8") if path else resources.files("training.rules").joinpath(name).read_text("utf-8")
+        data = json.loads(raw)
+    except OSError as e:
+        raise ValueError(f"{where}: cannot read the rules ({e.strerror or e})") from e
+    except ValueError as e:
+        raise ValueError(f"{where}: not valid JSON ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        raise ValueError(f"{where}: expected a JSON object with a {key!r} object in it")
+    return data
 
 
 @dataclass(frozen=True)
@@ -52,9 +62,9 @@ class KeywordRules:
 def load_keyword_rules(taxonomy: Taxonomy, path: Path | None = None) -> KeywordRules:
     """Load keyword rules (default: the packaged ``training/rules/keywords.json``). Topics without rules
     get none (a new topic can start with no keywords); unknown topic ids are rejected."""
-    data = _rules_text("keywords.json", path)
+    data = _rules_text("keywords.json", path, "topics")
     where = f"keyword rules {path or 'training/rules/keywords.json'}"
-    taxonomy.validate(list(data.get("topics", {})), where=where)
+    taxonomy.validate(list(data["topics"]), where=where)
     min_count = data.get("min_count", 3)
     if not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"{where}: min_count must be an int >= 1")
@@ -89,11 +99,15 @@ class SectionRules:
 
 
 def load_section_rules(taxonomy: Taxonomy, path: Path | None = None) -> SectionRules:
-    data = _rules_text("sections.json", path)
+    data = _rules_text("sections.json", path, "sections")
     where = f"section rules {path or 'training/rules/sections.json'}"
     rules = {}
-    for sec, r in data.get("sections", {}).items():
-        pos = tuple(taxonomy.validate(r.get("positive", []), where=f"{where}, section {sec}"))
-        neg = tuple(taxonomy.validate(r.get("negative", []), where=f"{where}, section {sec}"))
+    for sec, r in data["sections"].items():
+        lists = {k: r.get(k, []) if isinstance(r, dict) else None for k in ("positive", "negative")}
+        if any(not isinstance(v, list) or not all(isinstance(t, str) for t in v) for v in lists.values()):
+            raise ValueError(f"{where}, section {sec!r}: expected an object with 'positive' and 'negative' lists "
+                             "of topic ids")
+        pos = tuple(taxonomy.validate(lists["positive"], where=f"{where}, section {sec}"))
+        neg = tuple(taxonomy.validate(lists["negative"], where=f"{where}, section {sec}"))
         rules[sec] = (pos, neg)
     return SectionRules(taxonomy.ids, rules)
