@@ -138,7 +138,7 @@ def _check_manifest(manifest: Any, where: Path) -> None:
         raise bad("versions", "an object of library: version string")
     model_file = manifest.get("model_file", MODEL_FILE)
     # A plain file name: the manifest must not point the unpickler at a file outside its folder.
-    if not isinstance(model_file, str) or not model_file or Path(model_file).name != model_file or model_file in (".", ".."):
+    if not isinstance(model_file, str) or model_file in ("", ".", "..") or Path(model_file).name != model_file:
         raise bad("model_file", "a file name in the version folder")
     if manifest.get("taxonomy") is not None:
         try:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Final
 
 from tagger.text import LineStartFilter, normalize
 
@@ -76,8 +76,8 @@ _FORMAT_CHARS: Final = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206
 _READ_ALSO_INLINE: Final = re.compile(r"\W*اقرا\s?ايضا\W*\w")
 # Verbs like حمل/تابع open many news sentences ("حمل الوزير ...", "تابع الوزير تطبيق الخطة"), and
 # تطبيق also means "implementation", so a promotion must name the app right after the verb ("حمل
-# تطبيق ...") or through عبر/على/من/في (normalised: على → علي) ("تابع أحدث الأخبار عبر تطبيق ..."), be short, and not read
-# as a finished sentence.
+# تطبيق ...") or through عبر/على/من/في ("تابع أحدث الأخبار عبر تطبيق ..."; على is علي once
+# normalised), be short, and not read as a finished sentence.
 _PROMO_START: Final = re.compile(r"\W*(?:تابع(?:وا|ونا)?|حمل(?:وا)?|نزل(?:وا)?)\s")
 _PROMO_APP: Final = re.compile(
     r"\W*(?:تابع(?:وا|ونا)?|حمل(?:وا)?|نزل(?:وا)?)\s(?:ال)?تطبيق|(?<!\w)(?:عبر|علي|من|في)\s(?:ال)?تطبيق")
@@ -103,14 +103,16 @@ def _marker_text(line: str) -> str:
     return _FORMAT_CHARS.sub("", normalize(line))
 
 
-def _marker_value(kind: str, line: str) -> Any:
-    """What follows a date/source marker (a string) or a tag marker (the tags), in ``line``'s own text."""
+def _marker_value(kind: str, line: str) -> str:
+    """What follows a date, source or tag marker in ``line``'s own (un-normalised) text."""
     visible = _FORMAT_CHARS.sub("", line)
-    m = _MARKER_VALUE[kind].match(visible) if kind in _MARKER_VALUE else None
-    value = visible[m.end():].strip() if m else ""
-    if kind == "tags":
-        return [t for t in _TAG_SPLIT.split(value) if t and not _TAG_PUNCT.match(t)]
-    return value
+    m = _MARKER_VALUE[kind].match(visible)
+    return visible[m.end():].strip() if m else ""
+
+
+def _tags_of(line: str) -> list[str]:
+    """The tags of a tag line (separators such as ؛ / - are not tags)."""
+    return [t for t in _TAG_SPLIT.split(_marker_value("tags", line)) if t and not _TAG_PUNCT.match(t)]
 
 
 def _classify(line: str) -> str | None:
@@ -185,15 +187,14 @@ def _split_parts_line_by_line(text: str) -> _Parts:
                 if k:
                     parts.dropped.append(k)
                     if k == "tags":
-                        parts.tags.extend(_marker_value("tags", later.strip()))
+                        parts.tags.extend(_tags_of(later.strip()))
             break
-        value = _marker_value(kind, line)
         if kind == "tags":
-            parts.tags.extend(value)
+            parts.tags.extend(_tags_of(line))
         elif kind == "date":
-            parts.date = parts.date or value  # the first date/source line wins
+            parts.date = parts.date or _marker_value(kind, line)  # the first date/source line wins
         elif kind == "source":
-            parts.source = parts.source or value
+            parts.source = parts.source or _marker_value(kind, line)
     return parts
 
 
@@ -286,8 +287,9 @@ def from_fields(
             # The explicit title replaces the page's headline. But a first line that reads as a
             # sentence was taken as the title only because a page opens with one: with the headline
             # given separately it is the article's first paragraph, so it goes back to the body.
-            if doc.title and " ".join(doc.title.split()) != title and doc.title.rstrip(_CLOSERS).endswith(_NOT_TITLE_END):
-                doc = replace(doc, body=doc.title + ("\n" + doc.body if doc.body else ""))
+            first = doc.title
+            if first and " ".join(first.split()) != title and first.rstrip(_CLOSERS).endswith(_NOT_TITLE_END):
+                doc = replace(doc, body=first + ("\n" + doc.body if doc.body else ""))
             doc = replace(doc, title=title)
     else:
         parts = _split_parts(text)
