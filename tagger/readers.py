@@ -266,24 +266,14 @@ def iter_chunks(
             yield from _page_chunks(spec, input_index, start, size, stdin_data)
         else:
             raise InputError(f"{spec.path}: unknown format {spec.format!r}")
-    except _LineReadError as e:
-        raise InputError(_cannot_read(f"{spec.source}: line {e.line}", e.__cause__)) from e.__cause__
     except READ_ERRORS as e:
         raise InputError(_cannot_read(spec.source, e)) from e
 
 
-def _cannot_read(where: str, e: BaseException | None) -> str:
+def _cannot_read(where: str, e: BaseException) -> str:
     # A disk or permission error says what it is; a damaged compressed stream needs the hint.
     damaged = not isinstance(e, OSError) or isinstance(e, gzip.BadGzipFile)
     return f"{where}: cannot read ({e}){': is the file truncated or corrupt?' if damaged else ''}"
-
-
-class _LineReadError(Exception):
-    """A read error at a known line (the cause is the original error)."""
-
-    def __init__(self, line: int) -> None:
-        super().__init__(line)
-        self.line = line
 
 
 def _binary_source(spec: InputSpec, stdin_data: bytes | None, start: int) -> IO[bytes]:
@@ -306,16 +296,9 @@ def _binary_source(spec: InputSpec, stdin_data: bytes | None, start: int) -> IO[
 def _jsonl_chunks(spec, input_index, start, start_line, size, stdin_data) -> Iterator[Chunk]:
     label, pos, line_no = spec.label, start, start_line
     f = _binary_source(spec, stdin_data, start)
-    lines = iter(f)
     try:
         chunk = Chunk(input_index, "json", spec.source)
-        while True:
-            try:
-                raw = next(lines)
-            except StopIteration:
-                break
-            except READ_ERRORS as e:
-                raise _LineReadError(line_no + 1) from e
+        for raw in f:
             line_no += 1
             pos += len(raw)
             if pos == len(raw) and raw.startswith(_BOM):
@@ -331,6 +314,8 @@ def _jsonl_chunks(spec, input_index, start, start_line, size, stdin_data) -> Ite
                 chunk = Chunk(input_index, "json", spec.source)
         chunk.end, chunk.end_line = pos, line_no
         yield chunk  # possibly empty: it still carries the input's end position
+    except READ_ERRORS as e:  # only reading raises these here: the line after the last one read failed
+        raise InputError(_cannot_read(f"{spec.source}: line {line_no + 1}", e)) from e
     finally:
         if f is not sys.stdin.buffer:
             f.close()

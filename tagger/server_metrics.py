@@ -100,7 +100,11 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[ob
     try:
         return start_http_server(port, addr=host, registry=registry)
     except OSError as e:
-        raise OSError(f"cannot serve metrics on {host}:{port} (--metrics-port): {e.strerror or e}") from e
+        raise _port_error(host, port, e) from e
+
+
+def _port_error(host: str, port: int, e: OSError) -> OSError:
+    return OSError(f"cannot serve metrics on {host}:{port} (--metrics-port): {e.strerror or e}")
 
 
 def check_metrics_port(host: str, port: int) -> None:
@@ -113,4 +117,4 @@ def check_metrics_port(host: str, port: int) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds it
             s.bind((host, port))
     except OSError as e:
-        raise OSError(f"cannot serve metrics on {host}:{port} (--metrics-port): {e.strerror or e}") from e
+        raise _port_error(host, port, e) from e

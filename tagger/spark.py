@@ -148,7 +148,7 @@ def _column_values(column: pa.Array, name: str, bad: dict[int, str]) -> list[Any
 
     t = column.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        out: list[Any] = column.cast(pa.large_binary() if pa.types.is_large_string(t) else pa.binary()).to_pylist()
+        out: list[Any] = _binary(column)
         for i, b in enumerate(out):
             if b is not None:
                 try:

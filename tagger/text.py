@@ -332,11 +332,22 @@ def _word_units_table() -> np.ndarray:
 WORD_UNITS: Final = _word_units_table()
 
 
+def code_page_bytes(word: str) -> bytes | None:
+    """A normalised word in the one-byte code page (the form :func:`document_word_bytes` gives), or
+    None if it does not fit it."""
+    try:
+        return _encode(word, "strict", _ENCODING_MAP)[0]
+    except UnicodeEncodeError:
+        return None
+
+
 def _affix_rows(affixes: Sequence[str]) -> np.ndarray:
     """(length, code-page bytes read little-endian) per affix, in the given (longest first) order."""
     rows = []
     for a in affixes:
-        raw = _encode(a, "strict", _ENCODING_MAP)[0]
+        raw = code_page_bytes(a)
+        if raw is None:
+            raise ValueError(f"affix {a!r} is outside the code page")
         rows.append((len(raw), int.from_bytes(raw, "little")))
     return np.array(rows, dtype=np.uint64).reshape(-1, 2)
 
@@ -348,15 +359,6 @@ STEM_TABLES: Final = (
     _affix_rows(_PREFIXES),
     _affix_rows(_SUFFIXES),
 )
-
-
-def code_page_bytes(word: str) -> bytes | None:
-    """A normalised word in the one-byte code page (the form :func:`document_word_bytes` gives), or
-    None if it does not fit it."""
-    try:
-        return _encode(word, "strict", _ENCODING_MAP)[0]
-    except UnicodeEncodeError:
-        return None
 
 
 def word_stem(word: bytes) -> str:

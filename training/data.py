@@ -1,9 +1,10 @@
 """Training data: the weakly labelled corpus and gold-labelled articles, read as streams."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tagger.document import from_fields
 from tagger.io import InputError, read_jsonl
@@ -44,9 +45,13 @@ def _str_list(obj: dict, key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def read_articles(path: Path | str, taxonomy: Taxonomy | None = None) -> Iterator[Article]:
+def read_articles(
+    path: Path | str, taxonomy: Taxonomy | None = None,
+    check: Callable[[Mapping[str, Any], Article, str], None] | None = None,
+) -> Iterator[Article]:
     """Stream articles from JSONL(.gz/.xz). With a taxonomy, a ``topics`` field is validated
-    against it (unknown ids raise, naming the line); without, topics are ignored."""
+    against it (unknown ids raise, naming the line); without, topics are ignored. ``check(row,
+    article, "file:line")``, if given, sees each raw row with its article and may raise InputError."""
     for line_no, obj in read_jsonl(path):
         where = f"{path}:{line_no}"
         doc = from_fields(
@@ -57,11 +62,14 @@ def read_articles(path: Path | str, taxonomy: Taxonomy | None = None) -> Iterato
         topics = None
         if taxonomy is not None and "topics" in obj:
             topics = tuple(taxonomy.validate(_topics_list(obj, where), where=where))
-        yield Article(
+        article = Article(
             id=doc.id, title=doc.title, body=doc.body, outlet=_str_field(obj, "outlet", where),
             sections=_str_list(obj, "sections", where), tags=_str_list(obj, "tags", where), topics=topics,
             published=_str_field(obj, "published", where),
         )
+        if check is not None:
+            check(obj, article, where)
+        yield article
 
 
 def _topics_list(obj: dict, where: str) -> list:

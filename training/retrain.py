@@ -383,9 +383,7 @@ def assemble_training_data(
     unl_by_id: dict[str, Article] = {a.id: a for a in read_articles(corpus)}
     new_stats = Counter()
     for path in new:
-        # The raw rows alongside the articles read from them, for checks that need the line and its keys.
-        for (line_no, obj), a in zip(read_jsonl(path), read_articles(path, taxonomy), strict=True):
-            _check_new_row(obj, a, f"{path}:{line_no}")
+        for a in read_articles(path, taxonomy, check=_check_new_row):
             new_stats["tagged"] += bool(a.tags)
             if a.topics is not None:
                 new_stats["labelled"] += 1

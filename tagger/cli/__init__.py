@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 
 # Subcommand modules are imported only when their command runs, so `tagger tag` never pays for
 # grpc or scikit-learn's training stack.
@@ -66,25 +68,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def emit(text: str = "") -> None:
-    """``print(text)`` for a command's results; a failed write is a CLIError about stdout."""
+@contextlib.contextmanager
+def stdout_errors() -> Iterator[None]:
+    """Writes to stdout inside: an error other than a closed pipe (which ``main`` treats as the reader
+    leaving) becomes a CLIError about stdout, not about whichever input was being read."""
     try:
-        print(text)
+        yield
     except BrokenPipeError:
         raise
     except OSError as e:
         raise CLIError(f"cannot write to standard output: {e.strerror or e}") from e
+
+
+def emit(text: str = "") -> None:
+    """``print(text)`` for a command's results (see :func:`stdout_errors`)."""
+    with stdout_errors():
+        print(text)
 
 
 def flush_stdout() -> None:
-    """Flush stdout; a write error other than a closed pipe becomes a CLIError about stdout (not
-    about whichever input was being read when it happened)."""
-    try:
+    """Flush stdout (see :func:`stdout_errors`)."""
+    with stdout_errors():
         sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise CLIError(f"cannot write to standard output: {e.strerror or e}") from e
 
 
 if __name__ == "__main__":

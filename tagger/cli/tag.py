@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from tagger.cli import CLIError, flush_stdout
+from tagger.cli import CLIError, flush_stdout, stdout_errors
 from tagger.cli._common import add_model_option, load
 from tagger.readers import (
     FORMATS,
@@ -119,17 +119,15 @@ def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
     fmt = None if args.format == "auto" else args.format
     buffer = getattr(sys.stdout, "buffer", None)
 
-    def write(line: str) -> None:
-        # Lone surrogates from JSON escapes cannot be UTF-8: keep them as the escape they came in as.
-        try:
+    def write(lines: list[str]) -> None:
+        """One chunk's lines in one write. Lone surrogates from JSON escapes cannot be UTF-8: they are
+        kept as the escape they came in as."""
+        text = "".join(line + "\n" for line in lines)
+        with stdout_errors():  # not the input's fault: say so before the input handler below sees it
             if buffer is not None:
-                buffer.write(line.encode("utf-8", "backslashreplace"))
+                buffer.write(text.encode("utf-8", "backslashreplace"))
             else:
-                sys.stdout.write(line)
-        except BrokenPipeError:
-            raise
-        except OSError as e:  # not the input's fault: say so before the input handler below sees it
-            raise CLIError(f"cannot write to standard output: {e.strerror or e}") from e
+                sys.stdout.write(text)
 
     for name in inputs:
         data = None
@@ -140,11 +138,12 @@ def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
                 [spec] = resolve_inputs([name], fmt)
             check_csv_columns(spec, worker.fields, data)
             for chunk in iter_chunks(spec, 0, size=64, stdin_data=data):
-                for r in worker.lines(chunk):
-                    if isinstance(r, Reject):
-                        flush_stdout()
-                        raise CLIError(f"{r.where()}: {r.detail}")
-                    write(r + "\n")
+                results = worker.lines(chunk)
+                bad = next((r for r in results if isinstance(r, Reject)), None)
+                write(results if bad is None else results[:results.index(bad)])
+                if bad is not None:  # the lines before it are out; the first record that cannot be tagged stops
+                    flush_stdout()
+                    raise CLIError(f"{bad.where()}: {bad.detail}")
         except InputError as e:
             raise CLIError(str(e)) from e
         except BrokenPipeError:
