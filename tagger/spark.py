@@ -262,9 +262,10 @@ def tag_dataframe(
 ) -> DataFrame:
     """Tag every row of ``df``: the result has the ``keep`` columns of ``df``, then OUTPUT_COLUMNS.
 
-    ``df`` needs the ``fields.text`` (or ``fields.raw``) column, a string column, and should have
-    ``fields.id``; title and tags columns are used when present. A row with invalid UTF-8 in one of
-    these columns is rejected (``invalid_utf8``). Lazy, like any DataFrame transformation.
+    ``df`` needs a ``fields.text``, ``fields.raw`` or ``fields.title`` string column (a headline alone is
+    tagged, as by ``tagger tag``) and should have ``fields.id``; tags are used when present. A row with
+    invalid UTF-8 in one of these columns is rejected (``invalid_utf8``). Lazy, like any DataFrame
+    transformation.
 
     ``json_column`` names a string or binary column holding each row's JSON line as read (e.g.
     ``spark.read.text``): documents are then built from it exactly as ``tagger tag`` builds them from a
@@ -272,8 +273,8 @@ def tag_dataframe(
     ``invalid_utf8``); the other field columns are not read, except ``fields.id`` as the id of a line
     without one and of a reject whose line has no readable id.
 
-    Raises ValueError, before any job runs, on a missing text column or a title/text/raw column that
-    is not a string column (such as the bigint Spark infers for ``"text": 42`` in every JSON line).
+    Raises ValueError, before any job runs, when none of those columns exists or one of them is not a
+    string column (such as the bigint Spark infers for ``"text": 42`` in every JSON line).
     """
     _require_pyspark()
     loaded = loaded or load_model(Path(model) if model else default_model_root())
@@ -288,8 +289,10 @@ def tag_dataframe(
             raise ValueError(f"column {json_column!r} (json_column) has type {kind}: it must hold JSON lines "
                              f"(string or binary)")
     else:
-        if fields.text not in columns and fields.raw not in columns:
-            raise ValueError(f"the DataFrame has no {fields.text!r} (or {fields.raw!r}) column; columns: {df.columns}")
+        if not columns & {fields.text, fields.raw, fields.title}:
+            # A headline alone is tagged (as `tagger tag` tags a record with only a title); no column at all is not.
+            raise ValueError(f"the DataFrame has no {fields.text!r}, {fields.raw!r} or {fields.title!r} column; "
+                             f"columns: {df.columns}")
         for role, name in (("text", fields.text), ("title", fields.title), ("raw", fields.raw)):
             if name not in columns:
                 continue

@@ -236,3 +236,22 @@ def test_a_non_string_text_column_is_refused_up_front(spark, tmp_path: Path, loa
     assert main(["spark-tag", "--input", str(tmp_path / "numbers.parquet"), "--output", str(tmp_path / "out")]) == 2
     assert "column 'text' (text) has type bigint, not string" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_headline_only_dataframe_is_tagged_like_the_cli(spark, tmp_path: Path, rows: list[dict],
+                                                         loaded: LoadedModel) -> None:
+    """A DataFrame of headlines (no text or raw column) is tagged, as `tagger tag` tags a record with only
+    a title; a DataFrame with none of the three columns is refused before any job runs."""
+    from tagger.spark import row_to_json, tag_dataframe
+
+    heads = [{"id": r["id"], "title": r["title"]} for r in rows[:40] if r["title"]]
+    src = tmp_path / "heads.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heads), "utf-8")
+    run_batch(BatchConfig(inputs=(str(src),), output=tmp_path / "out.jsonl"), loaded)
+    cli = {o["id"]: o for o in map(json.loads, (tmp_path / "out.jsonl").read_text("utf-8").splitlines())}
+    df = spark.createDataFrame([(r["id"], r["title"]) for r in heads], "id string, title string")
+    got = {r["id"]: row_to_json(r.asDict(recursive=True)) for r in tag_dataframe(df, loaded=loaded).collect()}
+    assert len(got) == len(heads) > 30 and got == cli
+    assert any(o["topics"] for o in got.values())
+    with pytest.raises(ValueError, match=r"no 'text', 'raw' or 'title' column; columns: \['id', 'body'\]"):
+        tag_dataframe(spark.createDataFrame([("a", "x")], "id string, body string"), loaded=loaded)
