@@ -10,10 +10,10 @@ restarting, a worker or the whole server shutting down, connection refused) is r
 exponential backoff until that deadline (or ``retries`` times, if given): every tagger RPC is
 idempotent. So is CANCELLED, which this client never causes itself: a shutting-down gRPC server
 cancels the calls it had received but not yet started (grpc/grpc#41785) instead of answering
-UNAVAILABLE, and the server cancels a stream left idle past its ``--stream-idle-timeout``. ``tag_stream`` also survives a server
-shutting down mid-stream: it resends the documents that were sent but not yet answered, so each
-document is answered exactly once and in order. Other errors raise :class:`grpc.RpcError`
-(``.code()``, ``.details()``).
+UNAVAILABLE, and the server cancels a stream left idle past its ``--stream-idle-timeout``.
+``tag_stream`` also survives a server shutting down mid-stream: it resends the documents that were
+sent but not yet answered, so each document is answered exactly once and in order. Other errors
+raise :class:`grpc.RpcError` (``.code()``, ``.details()``).
 
 ``connections > 1`` opens several HTTP/2 connections and spreads calls over them: a multi-worker
 server balances *connections* across its processes (SO_REUSEPORT), so one connection uses one worker.

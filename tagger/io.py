@@ -10,14 +10,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["open_text", "read_jsonl", "loads_json", "JSONProblem", "READ_ERRORS", "InputError"]
+__all__ = [
+    "open_text", "read_jsonl", "loads_json", "cannot_read", "JSONProblem", "READ_ERRORS", "COMPRESSED_OPENERS",
+    "InputError",
+]
+
+#: How a file is opened by its (lower-cased) suffix; any other suffix is plain text.
+COMPRESSED_OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
 
 #: What reading a damaged file raises: truncated or corrupt .gz/.xz/.bz2 streams, disk errors.
 READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
 class InputError(ValueError):
-    """Bad input data; the message names the file and line."""
+    """Bad input data, or an input that cannot be read at all; the message names the file (and line)."""
+
+
+def cannot_read(where: str, e: BaseException) -> str:
+    """The message for a read that failed part-way: a disk or permission error says what it is; a
+    damaged compressed stream gets the hint that the file is truncated or corrupt."""
+    damaged = not isinstance(e, OSError) or isinstance(e, gzip.BadGzipFile)
+    return f"{where}: cannot read ({e}){': is the file truncated or corrupt?' if damaged else ''}"
 
 
 class JSONProblem(ValueError):
@@ -45,7 +58,7 @@ def loads_json(text: str) -> Any:
 def open_text(path: Path | str, mode: str = "rt") -> IO[str]:
     """Open a text file, decompressing by suffix. Decoding is strict: bad UTF-8 raises."""
     path = Path(path)
-    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
+    opener = COMPRESSED_OPENERS.get(path.suffix.lower(), open)
     # Reading as utf-8-sig: a byte-order mark some editors put at the start is not part of the first
     # record. (Writing as utf-8-sig would add one.)
     encoding = "utf-8-sig" if "r" in mode else "utf-8"
@@ -71,7 +84,7 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
             except UnicodeDecodeError as e:
                 raise InputError(f"{path}:{line_no + 1}: invalid UTF-8 ({e.reason})") from e
             except READ_ERRORS as e:
-                raise InputError(f"{path}:{line_no + 1}: cannot read ({e}): is the file truncated or corrupt?") from e
+                raise InputError(cannot_read(f"{path}:{line_no + 1}", e)) from e
             if not line:
                 return
             line_no += 1

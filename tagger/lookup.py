@@ -17,7 +17,9 @@ from typing import Final
 
 import numpy as np
 
-from tagger.kernels import KEY_BYTES, MISSING, ONE_BY_ONE, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_keys
+from tagger.kernels import (
+    KEY_BYTES, MISSING, ONE_BY_ONE, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_keys,
+)
 
 __all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds", "padded"]
 

@@ -13,11 +13,8 @@ lines are not records).
 """
 from __future__ import annotations
 
-import bz2
 import csv
-import gzip
 import hashlib
-import lzma
 import os
 import re
 import sys
@@ -27,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from tagger.document import Document, from_fields, parse_page
-from tagger.io import READ_ERRORS, JSONProblem, loads_json
+from tagger.io import COMPRESSED_OPENERS, READ_ERRORS, InputError, JSONProblem, cannot_read, loads_json
 
 __all__ = [
     "Fields", "InputSpec", "Chunk", "Reject", "InputError", "FORMATS", "REJECT_REASONS",
@@ -51,17 +48,12 @@ REJECT_REASONS: Final = (
     "invalid_document",  # anything else the document builder refuses (both text and raw, ...)
 )
 
-_COMPRESSED: Final = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
 _SUFFIX_FORMAT: Final = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "page",
 }
 _TAG_SPLIT: Final = re.compile(r"[,،|]")
 _SNIFF_BYTES: Final = 1 << 16
 _BOM: Final = b"\xef\xbb\xbf"
-
-
-class InputError(ValueError):
-    """An input cannot be read at all (missing file, unknown format, CSV without a text column)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +132,7 @@ def detect_format(path: str, forced: str | None = None) -> str:
     if p.is_dir():
         return "page"
     suffixes = [s.lower() for s in p.suffixes[-2:]]
-    if suffixes and suffixes[-1] in _COMPRESSED:
+    if suffixes and suffixes[-1] in COMPRESSED_OPENERS:
         suffixes = suffixes[:-1]
     fmt = _SUFFIX_FORMAT.get(suffixes[-1]) if suffixes else None
     if fmt is None:
@@ -171,7 +163,7 @@ def resolve_inputs(paths: list[str], forced: str | None = None) -> list[InputSpe
         try:
             fmt = detect_format(path, forced)
         except READ_ERRORS as e:
-            raise InputError(f"{path}: cannot read ({e})") from e
+            raise InputError(cannot_read(path, e)) from e
         if fmt == "auto":  # stdin read as a stream: sniff what is already buffered
             fmt = _sniff_stream(_peek_stdin())
         if is_dir and fmt != "page":
@@ -222,7 +214,7 @@ def input_fingerprint(spec: InputSpec) -> dict[str, Any]:
 
 
 def _open_binary(path: str) -> IO[bytes]:
-    opener = _COMPRESSED.get(Path(path).suffix.lower())
+    opener = COMPRESSED_OPENERS.get(Path(path).suffix.lower())
     return opener(path, "rb") if opener else open(path, "rb", buffering=1 << 20)  # type: ignore[operator]
 
 
@@ -267,13 +259,7 @@ def iter_chunks(
         else:
             raise InputError(f"{spec.path}: unknown format {spec.format!r}")
     except READ_ERRORS as e:
-        raise InputError(_cannot_read(spec.source, e)) from e
-
-
-def _cannot_read(where: str, e: BaseException) -> str:
-    # A disk or permission error says what it is; a damaged compressed stream needs the hint.
-    damaged = not isinstance(e, OSError) or isinstance(e, gzip.BadGzipFile)
-    return f"{where}: cannot read ({e}){': is the file truncated or corrupt?' if damaged else ''}"
+        raise InputError(cannot_read(spec.source, e)) from e
 
 
 def _binary_source(spec: InputSpec, stdin_data: bytes | None, start: int) -> IO[bytes]:
@@ -315,7 +301,7 @@ def _jsonl_chunks(spec, input_index, start, start_line, size, stdin_data) -> Ite
         chunk.end, chunk.end_line = pos, line_no
         yield chunk  # possibly empty: it still carries the input's end position
     except READ_ERRORS as e:  # only reading raises these here: the line after the last one read failed
-        raise InputError(_cannot_read(f"{spec.source}: line {line_no + 1}", e)) from e
+        raise InputError(cannot_read(f"{spec.source}: line {line_no + 1}", e)) from e
     finally:
         if f is not sys.stdin.buffer:
             f.close()

@@ -85,16 +85,34 @@ def test_bad_corpus_lines_name_the_line(tmp_path: Path) -> None:
         list(read_articles(path))
 
 
+def test_a_truncated_compressed_corpus_names_the_line_reached(tmp_path: Path) -> None:
+    """The suffix is matched in any case (.XZ), and a stream cut short is one InputError with the hint
+    the batch reader gives too (tagger.io.cannot_read), after the whole lines before it."""
+    import lzma
+
+    data = lzma.compress("".join(json.dumps({"id": f"a{i}", "text": "نص " * 50}) + "\n" for i in range(200)).encode())
+    path = tmp_path / "corpus.jsonl.XZ"
+    path.write_bytes(data[: len(data) // 2])
+    seen = []
+    with pytest.raises(InputError, match=r"corpus\.jsonl\.XZ:\d+: cannot read \(.*\): is the file truncated or corrupt\?"):
+        seen.extend(read_articles(path))
+    assert seen and seen[0].id == "a0"
+
+
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("keywords.json", {"min_count": 2}, "expected a JSON object with a 'topics' object"),
     ("keywords.json", [{"topics": {}}], "expected a JSON object with a 'topics' object"),
     ("keywords.json", "{not json", "not valid JSON"),
+    ("keywords.json", b'{"topics": {"sports": ["\xff"]}}', "not UTF-8 text"),
     ("sections.json", {"sections": {"sport": ["sports"]}}, "section 'sport': expected an object with 'positive'"),
     ("sections.json", {"sections": {"sport": {"positive": "sports"}}}, "section 'sport': expected an object"),
 ])
 def test_a_rules_file_of_the_wrong_shape_is_a_clear_error(tmp_path: Path, name: str, content, message: str) -> None:
     path = tmp_path / name
-    path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
     load = load_keyword_rules if name == "keywords.json" else load_section_rules
     with pytest.raises(ValueError, match=message):
         load(default_taxonomy(), path)

@@ -4,7 +4,6 @@ A weak label matrix holds, per article and topic, 1 (positive), 0 (negative) or 
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tagger.io import JSONProblem, loads_json
 from tagger.taxonomy import Taxonomy
 from tagger.text import analyze
 
@@ -26,10 +26,12 @@ def _rules_text(name: str, path: Path | None, key: str) -> dict:
     where = path or f"training/rules/{name}"
     try:
         raw = Path(path).read_text("utf-8") if path else resources.files("training.rules").joinpath(name).read_text("utf-8")
-        data = json.loads(raw)
+        data = loads_json(raw)
     except OSError as e:
         raise ValueError(f"{where}: cannot read the rules ({e.strerror or e})") from e
-    except ValueError as e:
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except JSONProblem as e:
         raise ValueError(f"{where}: not valid JSON ({e})") from e
     if not isinstance(data, dict) or not isinstance(data.get(key), dict):
         raise ValueError(f"{where}: expected a JSON object with a {key!r} object in it")
