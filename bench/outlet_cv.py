@@ -8,6 +8,10 @@ thresholds, and tag the held-out outlet's gold articles. Every gold article is t
 by a model that never saw its outlet; the pooled scores are the selection criterion. Dev (BBC
 Arabic) is printed beside them for the record only: it takes no part in the choice.
 
+The label files `tagger train` reads (training/labels/: corpus articles annotated by id) train with
+the gold, and leave a fold with their outlet like the corpus does; only the 2,100 gold articles are
+scored. ``--labels none`` scores the recipe without them.
+
     python bench/outlet_cv.py                               # the shipped defaults
     python bench/outlet_cv.py --set C=100 --set weak_weight=0.5 --set self_train_hi=0.8,self_train_lo=0.2
 
@@ -29,7 +33,8 @@ sys.path.insert(0, str(REPO))
 from tagger.metrics import score  # noqa: E402
 from tagger.paths import shared_dir  # noqa: E402
 from tagger.taxonomy import default_taxonomy  # noqa: E402
-from training.data import read_articles, read_gold  # noqa: E402
+from training.assemble import assemble_training_data, default_label_files  # noqa: E402
+from training.data import read_gold  # noqa: E402
 from training.fit import TrainConfig, fit_model  # noqa: E402
 from training.pipeline import predict_topics  # noqa: E402
 from training.weak import load_keyword_rules, load_section_rules  # noqa: E402
@@ -52,22 +57,28 @@ def main() -> int:
     ap.add_argument("--shared", type=Path, default=shared_dir())
     ap.add_argument("--set", dest="settings", action="append", default=[], help="a candidate: field=value[,field=value]")
     ap.add_argument("--skip-defaults", action="store_true", help="do not run the defaults first")
+    ap.add_argument("--labels", type=Path, action="append", default=None,
+                    help="label files to train with (default: training/labels/*.jsonl); 'none' for none")
     args = ap.parse_args()
     tx = default_taxonomy()
     topics = tx.ids
-    gold = list(read_gold(args.shared / "gold/train.jsonl.xz", tx))
+    labels = [] if args.labels and str(args.labels[0]).lower() == "none" else (args.labels or default_label_files())
+    scored = read_gold(args.shared / "gold/train.jsonl.xz", tx)
     dev = list(read_gold(args.shared / "gold/dev.jsonl", tx))
-    corpus = list(read_articles(args.shared / "corpus/ant-train.jsonl.xz"))
-    outlet_of = {a.id: a.outlet for a in corpus}
-    gold = [dataclasses.replace(a, outlet=a.outlet or outlet_of.get(a.id, "")) for a in gold]
-    outlets = sorted({a.outlet for a in gold})
+    data = assemble_training_data(gold=[args.shared / "gold/train.jsonl.xz"],
+                                  corpus=args.shared / "corpus/ant-train.jsonl.xz", labels=labels, taxonomy=tx)
+    gold, corpus = data.gold, data.unlabelled  # gold: the scored articles, then the label files' articles
+    outlet_of = {a.id: a.outlet for a in gold}
+    outlets = sorted(set(outlet_of.values()))
     if len(outlets) < 2 or "" in outlets:
         raise SystemExit(f"need every gold article's outlet, got {outlets}")
     kw, sec = load_keyword_rules(tx), load_section_rules(tx)
-    truth = {a.id: set(a.topics or ()) for a in gold}
+    truth = {a.id: set(a.topics or ()) for a in scored}
     dev_truth = {a.id: set(a.topics or ()) for a in dev}
 
-    print(f"gold: {len(gold)} articles from {', '.join(f'{o} ({sum(a.outlet == o for a in gold)})' for o in outlets)}; "
+    print(f"gold: {len(scored)} articles from "
+          f"{', '.join(f'{o} ({sum(outlet_of[a.id] == o for a in scored)})' for o in outlets)}, scored; "
+          f"label files: {len(gold) - len(scored)} more to train on ({', '.join(p.name for p in labels) or 'none'}); "
           f"dev: {len(dev)} (record only)\n")
     head = f"{'candidate':44s} {'LOOO µ':>7s} {'macro':>6s} {'mission':>7s} " + " ".join(f"{t[:5]:>5s}" for t in topics) \
         + f" {'dev µ':>6s} {'dev san':>7s} {'min':>5s}"
@@ -81,7 +92,7 @@ def main() -> int:
             train_gold = [a for a in gold if a.outlet != held]
             train_corpus = [a for a in corpus if a.outlet != held]
             res = fit_model(train_gold, train_corpus, tx, cfg, kw, sec, log=lambda *a: None)
-            pred.update(predict_topics(res.model, [a for a in gold if a.outlet == held]))
+            pred.update(predict_topics(res.model, [a for a in scored if outlet_of[a.id] == held]))
         r = score(truth, pred, topics)
         full = fit_model(gold, corpus, tx, cfg, kw, sec, log=lambda *a: None)
         d = score(dev_truth, predict_topics(full.model, dev), topics)

@@ -23,6 +23,7 @@ def _manifest() -> dict:
         "seed": 0, "train_config": {"use_sections": True, "use_self_training": True, "use_keywords": True,
                                     "self_train_hi": 0.9, "self_train_lo": 0.1, "weak_weight": 0.3},
         "training_data": {"corpus": {"path": "ant-train.jsonl.xz", "sha256": "e" * 64, "size_bytes": 9528632},
+                          "labels": [{"path": "ant-train-annotations.jsonl", "sha256": "b" * 64, "size_bytes": 2000}],
                           "new": [{"path": "new.jsonl", "sha256": "a" * 64, "size_bytes": 1000}]},
         "n_gold": 2100, "n_unlabelled": 21213,
         "gold_topic_counts": {"diplomacy": 570, "sanctions": 124, "energy": 30, "environment": 0},
@@ -32,7 +33,7 @@ def _manifest() -> dict:
         "metrics": {"dev": {"file": {"path": "dev.jsonl", "sha256": "d" * 64, "size_bytes": 1}}
                     | _report({"diplomacy": (0.9, 65), "sanctions": (0.55, 25), "energy": (0.7, 6),
                                "environment": (0.0, 0)}, 0.8)},
-        "data_summary": {"new": {"labelled": 900, "replaced_gold": 0, "unlabelled": 0, "tagged": 900},
+        "data_summary": {"labels": {"files": 1, "articles": 1560}, "new": {"labelled": 900, "replaced_gold": 0, "unlabelled": 0, "tagged": 900},
                          "corrections": {"entries": 5, "changed": 4, "promoted_to_gold": 1},
                          "gold_outlets": ["al-arabiya", "sky-news-arabia"], "eval_outlets": {"dev": ["bbc-arabic"]}},
         "retrain": {
@@ -61,6 +62,8 @@ def test_card_has_every_section_and_the_comparison() -> None:
     assert "| sanctions | 400 | 9000 | 45 |" in card
     assert "Gate against `arabic-news-topics/2`" in card and "**promoted**" in card
     assert "New topics (not in the previous version): environment." in card
+    assert "- labels: `ant-train-annotations.jsonl` (2,000 bytes, sha256 `bbbbbbbbbbbb…`)" in card
+    assert "- 2100 gold-labelled training articles (1560 of them corpus articles labelled by the label files)" in card
     assert "new data: 900 labelled articles" in card and "4 articles' labels changed" in card
 
 

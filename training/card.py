@@ -76,9 +76,11 @@ def _data_section(m: Mapping[str, Any]) -> list[str]:
         for f in files if isinstance(files, list) else [files]:
             if isinstance(f, Mapping) and "sha256" in f:
                 lines.append(f"- {role}: `{f['path']}` ({f.get('size_bytes', 0):,} bytes, sha256 `{f['sha256'][:12]}…`)")
-    lines.append(f"- {m.get('n_gold', '?')} gold-labelled training articles, {m.get('n_unlabelled', '?')} "
-                 "unlabelled corpus articles (weak labels)")
     data = m.get("data_summary") or {}
+    from_labels = (data.get("labels") or {}).get("articles")
+    lines.append(f"- {m.get('n_gold', '?')} gold-labelled training articles"
+                 + (f" ({from_labels} of them corpus articles labelled by the label files)" if from_labels else "")
+                 + f", {m.get('n_unlabelled', '?')} unlabelled corpus articles (weak labels)")
     if data.get("new"):
         n = data["new"]
         lines.append(f"- new data: {n.get('labelled', 0)} labelled articles ({n.get('replaced_gold', 0)} of them "

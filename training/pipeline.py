@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from tagger.metrics import Report, score
 from tagger.model import TopicModel
 from tagger.tagger import Tagger
 from tagger.taxonomy import Taxonomy
-from training.data import Article, read_articles, read_gold
+from training.assemble import assemble_training_data
+from training.data import Article, read_gold
 from training.fit import TrainConfig, TrainResult, fit_model
 from training.weak import load_keyword_rules, load_section_rules
 
@@ -44,27 +46,26 @@ def train_and_publish(
     taxonomy: Taxonomy,
     model_root: Path,
     cfg: TrainConfig,
+    labels: Sequence[Path] = (),
     publish: bool = True,
-    extra_articles: list[Article] | None = None,
     log=print,
     card: bool = False,
 ) -> tuple[TrainResult, Report | None, Path | None]:
-    """Train, report on ``dev``, publish a new version. ``card``: also write MODEL.md (training/card.py),
-    compared with the previous version's recorded dev metrics when it was scored on the same file."""
+    """Train on ``gold`` + ``corpus`` + ``labels`` (label files: corpus articles given their labels by id,
+    training/assemble.py), report on ``dev``, publish a new version. ``card``: also write MODEL.md
+    (training/card.py), compared with the previous version's recorded dev metrics when it was scored on
+    the same file."""
     t0 = time.perf_counter()
-    gold_articles: list[Article] = []
-    for g in gold:
-        gold_articles.extend(read_gold(g, taxonomy))
-    if extra_articles:
-        gold_articles.extend(extra_articles)
     # Dev is read and checked before training: a bad or empty file must not cost a whole fit.
     dev_articles = read_gold(dev, taxonomy) if dev is not None else None
     if dev_articles is not None and not dev_articles:
         raise InputError(f"{dev}: no articles to report on (pass --dev none to skip the report)")
-    unlabelled = list(read_articles(corpus))
-    log(f"read {len(gold_articles)} gold and {len(unlabelled)} corpus articles ({time.perf_counter() - t0:.1f}s)")
+    data = assemble_training_data(gold=gold, corpus=corpus, labels=labels, taxonomy=taxonomy)
+    n_labelled = data.summary["labels"].get("articles", 0)
+    log(f"read {len(data.gold) - n_labelled} gold, {n_labelled} label-file and {len(data.unlabelled)} further corpus "
+        f"articles ({time.perf_counter() - t0:.1f}s)")
     result = fit_model(
-        gold_articles, unlabelled, taxonomy, cfg,
+        data.gold, data.unlabelled, taxonomy, cfg,
         keyword_rules=load_keyword_rules(taxonomy), section_rules=load_section_rules(taxonomy), log=log,
     )
     report = None
@@ -77,10 +78,12 @@ def train_and_publish(
             "taxonomy": taxonomy.to_dict(),
             "seed": cfg.seed,
             "train_config": asdict(cfg),
-            "training_data": {"corpus": data_fingerprint(corpus), "gold": [data_fingerprint(g) for g in gold]},
+            "training_data": {"corpus": data_fingerprint(corpus), "gold": [data_fingerprint(g) for g in gold]}
+            | ({"labels": [data_fingerprint(p) for p in labels]} if labels else {}),
             "n_gold": result.stats["n_gold"],
             "n_unlabelled": result.stats["n_unlabelled"],
             "training_seconds": result.stats["seconds"],
+            "data_summary": data.summary,
             "metrics": {"dev": ({"file": data_fingerprint(dev)} | report.to_json()) if report and dev else None},
         }
         if card:

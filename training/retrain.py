@@ -1,6 +1,6 @@
 """Retraining with gated promotion: new data in, a candidate out, shipped only if it is not worse.
 
-    base gold + base corpus + new data (labelled / unlabelled / site-tagged) + corrections by id
+    base gold + base corpus + label files (corpus articles labelled by id) + new data (labelled / unlabelled / site-tagged) + corrections by id
         → the same pipeline as `tagger train` (training.fit.fit_model, same rules, the live model's
           training configuration) → candidate
         → candidate and live model scored side by side on the gate gold set(s)
@@ -14,7 +14,7 @@ or a folder with no versions is an error; only ``--first-version`` (``first_vers
 version 1 of a new model, ungated. A promoted version is picked up by the server's folder watch;
 ``--wait-served`` waits until the server answers with it.
 
-Every input (gold, corpus, new data, corrections, gate gold, rules) is read and checked before
+Every input (gold, corpus, label files, new data, corrections, gate gold, rules) is read and checked before
 training starts, and the gate gold must share no id with the training gold.
 
 Run as `tagger retrain` or `python -m training.retrain` (which also has `split-by-date`, used by the
@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import difflib
 import json
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -48,8 +46,15 @@ from tagger.io import InputError, read_jsonl
 from tagger.metrics import Report, score
 from tagger.model import TopicModel
 from tagger.taxonomy import Taxonomy, default_taxonomy
+from training.assemble import (
+    Correction,
+    TrainingData,
+    apply_corrections,
+    assemble_training_data,
+    read_corrections,
+)
 from training.card import render_card
-from training.data import Article, read_articles, read_gold
+from training.data import Article, read_gold
 from training.fit import TrainConfig, fit_model
 from training.pipeline import data_fingerprint, predict_topics
 from training.tags import TagAudit, TagAuditConfig, audit_tags
@@ -274,143 +279,6 @@ def compare(live: TopicModel | None, live_version: str | None, candidate: TopicM
     return Decision(True, tuple(ok), comparisons, live_version, new_topics, policy)
 
 
-# ------------------------------------------------------------------------------------- training data
-@dataclass(frozen=True)
-class Correction:
-    """A label fix for one article: ``topics`` replaces its labels, or ``add``/``remove`` edit them."""
-
-    id: str
-    topics: tuple[str, ...] | None
-    add: tuple[str, ...]
-    remove: tuple[str, ...]
-    where: str
-
-
-def read_corrections(path: Path, taxonomy: Taxonomy) -> list[Correction]:
-    """JSONL, one correction per line: {"id", "topics": [...]} or {"id", "add": [...], "remove": [...]}."""
-    out = []
-    for line_no, obj in read_jsonl(path):
-        where = f"{path}:{line_no}"
-        if not isinstance(obj.get("id"), str) or not obj["id"]:
-            raise InputError(f"{where}: a correction needs a string 'id'")
-        unknown = set(obj) - {"id", "topics", "add", "remove", "note"}
-        if unknown:
-            raise InputError(f"{where}: unknown field(s) {sorted(unknown)}; use id, topics or add/remove, note")
-        if "topics" in obj and ("add" in obj or "remove" in obj):
-            raise InputError(f"{where}: give either 'topics' (replace) or 'add'/'remove' (edit), not both")
-        if not any(k in obj for k in ("topics", "add", "remove")):
-            raise InputError(f"{where}: a correction needs 'topics' or 'add'/'remove'")
-        lists = {}
-        for key in ("topics", "add", "remove"):
-            if key in obj:
-                if not isinstance(obj[key], list):
-                    raise InputError(f"{where}: '{key}' must be a list of topic ids")
-                lists[key] = tuple(taxonomy.validate(obj[key], where=where))
-        out.append(Correction(obj["id"], lists.get("topics"), lists.get("add", ()), lists.get("remove", ()), where))
-    return out
-
-
-def apply_corrections(gold: dict[str, Article], unlabelled: dict[str, Article], corrections: Iterable[Correction],
-                      taxonomy: Taxonomy) -> dict[str, int]:
-    """Fix labels in place by id. An unlabelled article given full ``topics`` becomes gold; an id
-    that is nowhere, or add/remove on an article without labels, is an error (a typo must not
-    silently do nothing)."""
-    changed: set[str] = set()
-    promoted = entries = 0
-    for c in corrections:
-        entries += 1
-        if c.id in gold:
-            art = gold[c.id]
-            old = set(art.topics or ())
-            new = set(c.topics) if c.topics is not None else (old | set(c.add)) - set(c.remove)
-        elif c.id in unlabelled and c.topics is not None:
-            art, old, new = unlabelled.pop(c.id), None, set(c.topics)
-            promoted += 1
-        elif c.id in unlabelled:
-            raise InputError(f"{c.where}: article {c.id} has no labels to add to or remove from; give its full 'topics'")
-        else:
-            raise InputError(f"{c.where}: no article with id {c.id!r} in the training data")
-        if new != old:
-            changed.add(c.id)
-        gold[c.id] = dataclasses.replace(art, topics=tuple(t for t in taxonomy.ids if t in new))
-    return {"entries": entries, "changed": len(changed), "promoted_to_gold": promoted}
-
-
-# Fields of a --new row whose loss under a mistyped key would go unnoticed: the row would still be read
-# (unlabelled, without text, tags or sections), so a near miss of one of them is an error.
-_TYPO_TARGETS = ("topics", "title", "text", "tags", "sections", "outlet")
-
-
-def _check_new_row(obj: Mapping[str, Any], article: Article, where: str) -> None:
-    """Refuse a --new row a typo would silently change: a key that is a near miss of a field the row
-    lacks (``topic`` for ``topics`` would make a labelled article unlabelled), or no text at all."""
-    for key in obj:
-        if key in _TYPO_TARGETS:
-            continue
-        low = key.lower()
-        match = low if low in _TYPO_TARGETS else next(iter(difflib.get_close_matches(low, _TYPO_TARGETS, 1, 0.8)), None)
-        if match and match not in obj:
-            hint = (" (without 'topics' the row would be read as an unlabelled article)" if match == "topics"
-                    else f" (without it the row has no '{match}')")
-            raise InputError(f"{where}: unknown field {key!r}: did you mean {match!r}?{hint}")
-    if not (article.title.strip() or article.body.strip()):
-        kind = "labelled article" if article.topics is not None else "article"
-        hint = ""
-        if "raw" in obj:
-            hint = "; 'raw' page text is not read for training, give it as 'title' and 'text'"
-        raise InputError(f"{where}: {kind} {article.id!r} has no text (empty 'title' and 'text'){hint}")
-
-
-@dataclass
-class TrainingData:
-    gold: list[Article]
-    unlabelled: list[Article]  # gold ids removed
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
-def assemble_training_data(
-    *, gold: Sequence[Path], corpus: Path, new: Sequence[Path], corrections: Sequence[Path], taxonomy: Taxonomy,
-) -> TrainingData:
-    """Base gold + corpus, then new data by id (labelled rows add or replace gold, unlabelled rows add or
-    replace corpus articles), then corrections by id. Order is the files' order, so it is reproducible.
-
-    A new row with no text, or with a near miss of a field it lacks (``topic`` for ``topics``), is an
-    InputError naming file:line."""
-    gold_by_id: dict[str, Article] = {}
-    for g in gold:
-        for a in read_gold(g, taxonomy):
-            gold_by_id[a.id] = a
-    unl_by_id: dict[str, Article] = {a.id: a for a in read_articles(corpus)}
-    new_stats = Counter()
-    for path in new:
-        for a in read_articles(path, taxonomy, check=_check_new_row):
-            new_stats["tagged"] += bool(a.tags)
-            if a.topics is not None:
-                new_stats["labelled"] += 1
-                new_stats["replaced_gold"] += a.id in gold_by_id
-                gold_by_id[a.id] = a
-            elif a.id in gold_by_id:
-                # An already labelled article seen again with its site tags: keep the labels, take the tags.
-                new_stats["unlabelled"] += 1
-                if a.tags and not gold_by_id[a.id].tags:
-                    gold_by_id[a.id] = dataclasses.replace(gold_by_id[a.id], tags=a.tags)
-            else:
-                new_stats["unlabelled"] += 1
-                unl_by_id[a.id] = a
-    fixes: list[Correction] = []
-    for path in corrections:
-        fixes.extend(read_corrections(path, taxonomy))
-    corr = apply_corrections(gold_by_id, unl_by_id, fixes, taxonomy) if fixes else {}
-    gold_list = list(gold_by_id.values())
-    unlabelled = [a for a in unl_by_id.values() if a.id not in gold_by_id]
-    summary = {
-        "new": {k: int(new_stats[k]) for k in ("labelled", "replaced_gold", "unlabelled", "tagged")} if new else {},
-        "corrections": corr,
-        "gold_outlets": sorted({a.outlet for a in gold_list if a.outlet}),
-    }
-    return TrainingData(gold_list, unlabelled, summary)
-
-
 # ------------------------------------------------------------------------------------------ retrain
 @dataclass
 class RetrainResult:
@@ -515,6 +383,7 @@ def retrain(
     corpus: Path,
     gold: Sequence[Path],
     gold_eval: Sequence[Path],
+    labels: Sequence[Path] = (),
     new: Sequence[Path] = (),
     corrections: Sequence[Path] = (),
     taxonomy: Taxonomy | Path | None = None,
@@ -563,9 +432,11 @@ def retrain(
         if not arts:
             raise RetrainError(f"{path}: gate gold set {name} has no articles")
     keyword_rules, section_rules = load_keyword_rules(tx, keywords), load_section_rules(tx, sections)
-    data = assemble_training_data(gold=gold, corpus=corpus, new=new, corrections=corrections, taxonomy=tx)
+    data = assemble_training_data(gold=gold, corpus=corpus, labels=labels, new=new, corrections=corrections,
+                                  taxonomy=tx)
     log(f"training data: {len(data.gold)} gold, {len(data.unlabelled)} unlabelled articles "
-        f"(new: {data.summary['new'] or 'none'}; corrections: {data.summary['corrections'] or 'none'}) "
+        f"(from label files: {data.summary['labels'].get('articles', 0)}; new: {data.summary['new'] or 'none'}; "
+        f"corrections: {data.summary['corrections'] or 'none'}) "
         f"({time.perf_counter() - t0:.1f}s)")
     # The gate gold is never trained on: a shared id would let the candidate be scored on its own labels.
     train_ids = {a.id for a in data.gold}
@@ -577,7 +448,7 @@ def retrain(
             "the gate gold must never be trained on, but "
             + "; ".join(f"{n} of {total} articles of gate gold {name} ({path}) are training gold too (same id)"
                         for name, path, n, total in overlaps)
-            + ": remove them from --gold/--new/--corrections, or gate on another --gold-eval set")
+            + ": remove them from --gold/--labels/--new/--corrections, or gate on another --gold-eval set")
     unl_ids = {a.id for a in data.unlabelled}
     for name, arts in gold_sets:
         seen = sum(a.id in unl_ids for a in arts)
@@ -593,8 +464,8 @@ def retrain(
         if tagged_gold or tagged_unl:
             # Labels for the audit: gold where an article has it, else what the live model predicts.
             predicted = predict_topics(live.model, tagged_unl) if tagged_unl else {}
-            labels = [set(a.topics or ()) for a in tagged_gold] + [predicted[a.id] for a in tagged_unl]
-            audit = audit_tags([a.tags for a in tagged_gold + tagged_unl], labels, tx.ids, tag_audit,
+            page_topics = [set(a.topics or ()) for a in tagged_gold] + [predicted[a.id] for a in tagged_unl]
+            audit = audit_tags([a.tags for a in tagged_gold + tagged_unl], page_topics, tx.ids, tag_audit,
                                {"gold": len(tagged_gold), "live model": len(tagged_unl)})
             log(audit.table())
             tag_rules = audit.rules(tx.ids) or None
@@ -611,7 +482,7 @@ def retrain(
     existing = list_versions(model_root)
     version = int(existing[-1].name) + 1 if existing else 1
     fingerprints: dict[str, Any] = {"corpus": data_fingerprint(corpus), "gold": [data_fingerprint(g) for g in gold]}
-    for role, paths in (("new", new), ("corrections", corrections)):
+    for role, paths in (("labels", labels), ("new", new), ("corrections", corrections)):
         if paths:
             fingerprints[role] = [data_fingerprint(p) for p in paths]
     for role, p in (("taxonomy", taxonomy if isinstance(taxonomy, Path) else None), ("keywords", keywords),

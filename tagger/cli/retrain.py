@@ -8,9 +8,12 @@ import json
 from pathlib import Path
 
 from tagger.cli import CLIError, emit
+from tagger.cli._common import add_labels_option, label_files
 from tagger.paths import default_model_root, shared_dir
 
 EPILOG = """\
+base data: --gold articles, the --corpus, and label files (--labels; by default training/labels/*.jsonl,
+which annotate the default corpus): {"id": ..., "topics": [...]} rows that make corpus articles gold.
 new data (--new, JSONL like the corpus): a line with "topics" is a labelled article (it replaces a base
 gold article with the same id); a line without is unlabelled; "tags" (the site's own tags) are audited
 and the ones that agree with a topic become weak labels. Corrections (--corrections, JSONL by id):
@@ -42,6 +45,7 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="base corpus JSONL(.gz/.xz) (default: ../shared/corpus/ant-train.jsonl.xz)")
     p.add_argument("--gold", type=Path, action="append", default=None,
                    help="base gold training articles; repeatable (default: ../shared/gold/train.jsonl.xz)")
+    add_labels_option(p)
     p.add_argument("--new", type=Path, action="append", default=[],
                    help="new articles JSONL: labelled (with topics) and/or unlabelled, optionally with tags; repeatable")
     p.add_argument("--corrections", type=Path, action="append", default=[],
@@ -103,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
     shared = shared_dir()
     gold = args.gold or [shared / "gold/train.jsonl.xz"]
     gold_eval = args.gold_eval or [shared / "gold/dev.jsonl"]
+    labels = label_files(args, shared / "corpus/ant-train.jsonl.xz")
     optional = [p for p in (args.taxonomy, args.keywords, args.sections) if p is not None]
-    for path in [args.corpus, *gold, *args.new, *args.corrections, *gold_eval, *optional]:
+    for path in [args.corpus, *gold, *labels, *args.new, *args.corrections, *gold_eval, *optional]:
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file (set TAGGER_SHARED or pass the path)")
     for option, path in (("--report", args.report), ("--card", args.card)):
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             args.tag_noise_share, args.tag_min_support, args.tag_min_precision, args.tag_min_lift)
         result = retrain(
             model_root=args.model_root or default_model_root(), corpus=args.corpus, gold=gold, gold_eval=gold_eval,
-            new=args.new, corrections=args.corrections, taxonomy=args.taxonomy, keywords=args.keywords,
+            labels=labels, new=args.new, corrections=args.corrections, taxonomy=args.taxonomy, keywords=args.keywords,
             sections=args.sections, policy=policy, tag_audit=tags, dry_run=args.dry_run,
             first_version=args.first_version,
             config={"seed": args.seed, "max_features": args.max_features, "cv_folds": args.cv_folds,

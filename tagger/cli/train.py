@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from tagger.cli import CLIError
+from tagger.cli._common import add_labels_option, label_files
 from tagger.paths import default_model_root, shared_dir
 
 
@@ -14,6 +15,7 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="weakly labelled corpus, JSONL(.gz/.xz) (default: ../shared/corpus/ant-train.jsonl.xz)")
     p.add_argument("--gold", type=Path, action="append", default=None,
                    help="gold-labelled training articles; repeatable (default: ../shared/gold/train.jsonl.xz)")
+    add_labels_option(p)
     p.add_argument("--dev", type=Path, default=shared / "gold/dev.jsonl",
                    help="gold file to report on, never fitted on (default: ../shared/gold/dev.jsonl); 'none' to skip")
     p.add_argument("--out", type=Path, default=None,
@@ -33,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     shared = shared_dir()
     gold = args.gold or [shared / "gold/train.jsonl.xz"]
     dev = None if str(args.dev).lower() == "none" else args.dev
-    for path in [args.corpus, *gold, *([dev] if dev else [])]:
+    labels = label_files(args, shared / "corpus/ant-train.jsonl.xz")
+    for path in [args.corpus, *gold, *labels, *([dev] if dev else [])]:
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file (set TAGGER_SHARED or pass the path)")
     try:
         taxonomy = Taxonomy.load(args.taxonomy) if args.taxonomy else default_taxonomy()
         train_and_publish(
-            corpus=args.corpus, gold=gold, dev=dev, taxonomy=taxonomy,
+            corpus=args.corpus, gold=gold, labels=labels, dev=dev, taxonomy=taxonomy,
             model_root=args.out or default_model_root(), cfg=TrainConfig(seed=args.seed),
             publish=not args.no_publish, card=True,
         )
