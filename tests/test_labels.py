@@ -151,3 +151,18 @@ def test_the_annotators_agree_with_gold_on_the_blind_check(shared_dir: Path) -> 
     assert (round(sanctions.precision, 2), sanctions.recall, sanctions.support) == (0.87, 1.0, 20)
     # None of them is in the label file that trains the model: gold articles keep their gold labels.
     assert not set(check) & {r.id for f in default_label_files() for r in read_labels(f, tx)}
+
+
+def test_the_military_review_agrees_with_gold_on_its_blind_check(shared_dir: Path) -> None:
+    """The second pass's blind check (training/labels/README.md): the reviewers' military calls on 120
+    gold articles mixed into their batches, against gold."""
+    calls = {}
+    for line in (LABELS_DIR / "checks/military-review-gold.jsonl").open(encoding="utf-8"):
+        row = json.loads(line)
+        calls[row["id"]] = row["military"]
+    gold = {json.loads(line)["id"]: "military" in json.loads(line)["topics"]
+            for line in lzma.open(shared_dir / "gold/train.jsonl.xz", "rt", encoding="utf-8")}
+    assert len(calls) == 120 and set(calls) <= set(gold)
+    pairs = [(gold[i], calls[i]) for i in calls]
+    assert pairs.count((True, True)) == 58 and pairs.count((True, False)) == 2
+    assert pairs.count((False, True)) == 6 and pairs.count((False, False)) == 54
