@@ -30,10 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tagger.cli._common import label_files  # noqa: E402
 from tagger.metrics import score  # noqa: E402
 from tagger.paths import shared_dir  # noqa: E402
 from tagger.taxonomy import default_taxonomy  # noqa: E402
-from training.assemble import assemble_training_data, default_label_files  # noqa: E402
+from training.assemble import assemble_training_data  # noqa: E402
 from training.data import read_gold  # noqa: E402
 from training.fit import TrainConfig, fit_model  # noqa: E402
 from training.pipeline import predict_topics  # noqa: E402
@@ -57,16 +58,19 @@ def main() -> int:
     ap.add_argument("--shared", type=Path, default=shared_dir())
     ap.add_argument("--set", dest="settings", action="append", default=[], help="a candidate: field=value[,field=value]")
     ap.add_argument("--skip-defaults", action="store_true", help="do not run the defaults first")
-    ap.add_argument("--labels", type=Path, action="append", default=None,
-                    help="label files to train with (default: training/labels/*.jsonl); 'none' for none")
+    ap.add_argument("--labels", action="append", default=None,
+                    help="label files to train with, as `tagger train --labels` (default: training/labels/*.jsonl); "
+                         "'none' for none")
     args = ap.parse_args()
     tx = default_taxonomy()
     topics = tx.ids
-    labels = [] if args.labels and str(args.labels[0]).lower() == "none" else (args.labels or default_label_files())
+    corpus_file = args.shared / "corpus/ant-train.jsonl.xz"
+    # The same choice `tagger train` makes: the shipped label files, the given ones, or none.
+    labels = label_files(argparse.Namespace(labels=args.labels, corpus=corpus_file), corpus_file)
     scored = read_gold(args.shared / "gold/train.jsonl.xz", tx)
     dev = list(read_gold(args.shared / "gold/dev.jsonl", tx))
-    data = assemble_training_data(gold=[args.shared / "gold/train.jsonl.xz"],
-                                  corpus=args.shared / "corpus/ant-train.jsonl.xz", labels=labels, taxonomy=tx)
+    data = assemble_training_data(gold=[args.shared / "gold/train.jsonl.xz"], corpus=corpus_file, labels=labels,
+                                  taxonomy=tx)
     gold, corpus = data.gold, data.unlabelled  # gold: the scored articles, then the label files' articles
     outlet_of = {a.id: a.outlet for a in gold}
     outlets = sorted(set(outlet_of.values()))

@@ -64,7 +64,7 @@ def test_label_files_make_corpus_articles_gold_in_order(tmp_path: Path) -> None:
     ([{"id": "c1", "add": ["sports"]}], r"labels\.jsonl:1: a label file gives each article its full 'topics'"),
     ([{"id": "c1", "topics": ["sport"]}], r"unknown topic id 'sport' \(did you mean 'sports'\?\)"),
     ([{"id": "c1", "topic": ["sports"]}], r"unknown field\(s\) \['topic'\]"),
-    ([{"topics": ["sports"]}], r"labels\.jsonl:1: a correction needs a string 'id'"),
+    ([{"topics": ["sports"]}], r"labels\.jsonl:1: a label row needs a string 'id'"),
 ])
 def test_a_bad_label_file_is_a_clear_error(tmp_path: Path, rows: list[dict], match: str) -> None:
     gold, corpus = _files(tmp_path)

@@ -58,20 +58,21 @@ class Correction:
     where: str
 
 
-def read_corrections(path: Path, taxonomy: Taxonomy) -> list[Correction]:
-    """JSONL, one correction per line: {"id", "topics": [...]} or {"id", "add": [...], "remove": [...]}."""
+def read_corrections(path: Path, taxonomy: Taxonomy, row: str = "a correction") -> list[Correction]:
+    """JSONL, one correction per line: {"id", "topics": [...]} or {"id", "add": [...], "remove": [...]}.
+    ``row`` names a line in the error messages (label files share this reader)."""
     out = []
     for line_no, obj in read_jsonl(path):
         where = f"{path}:{line_no}"
         if not isinstance(obj.get("id"), str) or not obj["id"]:
-            raise InputError(f"{where}: a correction needs a string 'id'")
+            raise InputError(f"{where}: {row} needs a string 'id'")
         unknown = set(obj) - {"id", "topics", "add", "remove", "note"}
         if unknown:
             raise InputError(f"{where}: unknown field(s) {sorted(unknown)}; use id, topics or add/remove, note")
         if "topics" in obj and ("add" in obj or "remove" in obj):
             raise InputError(f"{where}: give either 'topics' (replace) or 'add'/'remove' (edit), not both")
         if not any(k in obj for k in ("topics", "add", "remove")):
-            raise InputError(f"{where}: a correction needs 'topics' or 'add'/'remove'")
+            raise InputError(f"{where}: {row} needs 'topics' or 'add'/'remove'")
         lists = {}
         for key in ("topics", "add", "remove"):
             if key in obj:
@@ -85,7 +86,7 @@ def read_corrections(path: Path, taxonomy: Taxonomy) -> list[Correction]:
 def read_labels(path: Path, taxonomy: Taxonomy) -> list[Correction]:
     """A label file: JSONL, one {"id", "topics": [...]} per line giving a corpus article its full labels
     (an empty list means "none of the topics"). Edits (add/remove) belong in corrections, not here."""
-    rows = read_corrections(path, taxonomy)
+    rows = read_corrections(path, taxonomy, row="a label row")
     for c in rows:
         if c.topics is None:
             raise InputError(f"{c.where}: a label file gives each article its full 'topics'; "
