@@ -41,7 +41,7 @@ from tagger.artifacts import load_model
 from tagger.document import from_fields
 from tagger.paths import default_model_root, shared_dir
 from tagger.tagger import Tagger
-from training.data import read_articles
+from tagger.training.data import read_articles
 
 REPO = Path(__file__).resolve().parent.parent
 

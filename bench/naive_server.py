@@ -28,7 +28,7 @@ from tagger._proto import tagger_pb2 as pb
 from tagger._proto import tagger_pb2_grpc as pb_grpc
 from tagger.paths import shared_dir
 from tagger.text import analyze
-from training.data import read_articles
+from tagger.training.data import read_articles
 
 VERSION = "naive-sklearn/1"
 

@@ -34,11 +34,11 @@ from tagger.cli._common import label_files  # noqa: E402
 from tagger.metrics import score  # noqa: E402
 from tagger.paths import shared_dir  # noqa: E402
 from tagger.taxonomy import default_taxonomy  # noqa: E402
-from training.assemble import assemble_training_data  # noqa: E402
-from training.data import read_gold  # noqa: E402
-from training.fit import TrainConfig, fit_model  # noqa: E402
-from training.pipeline import predict_topics  # noqa: E402
-from training.weak import load_keyword_rules, load_section_rules  # noqa: E402
+from tagger.training.assemble import assemble_training_data  # noqa: E402
+from tagger.training.data import read_gold  # noqa: E402
+from tagger.training.fit import TrainConfig, fit_model  # noqa: E402
+from tagger.training.pipeline import predict_topics  # noqa: E402
+from tagger.training.weak import load_keyword_rules, load_section_rules  # noqa: E402
 
 
 def parse_setting(text: str) -> dict:

@@ -28,11 +28,11 @@ from tagger.metrics import Report, score  # noqa: E402
 from tagger.paths import default_model_root, shared_dir  # noqa: E402
 from tagger.taxonomy import default_taxonomy  # noqa: E402
 from tagger.text import document_tokens, tokenize  # noqa: E402
-from training.assemble import assemble_training_data, default_label_files  # noqa: E402
-from training.data import read_articles, read_gold  # noqa: E402
-from training.fit import TrainConfig, fit_model  # noqa: E402
-from training.pipeline import evaluate_model  # noqa: E402
-from training.weak import load_keyword_rules, load_section_rules  # noqa: E402
+from tagger.training.assemble import assemble_training_data, default_label_files  # noqa: E402
+from tagger.training.data import read_articles, read_gold  # noqa: E402
+from tagger.training.fit import TrainConfig, fit_model  # noqa: E402
+from tagger.training.pipeline import evaluate_model  # noqa: E402
+from tagger.training.weak import load_keyword_rules, load_section_rules  # noqa: E402
 
 
 def main() -> int:

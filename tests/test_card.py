@@ -7,8 +7,8 @@ from pathlib import Path
 from test_retrain_helpers import QUIET, SMALL_CFG, Setup, live_template  # noqa: F401
 
 from tagger.artifacts import load_model
-from training.card import known_weaknesses, render_card
-from training.pipeline import train_and_publish
+from tagger.training.card import known_weaknesses, render_card
+from tagger.training.pipeline import train_and_publish
 
 
 def _report(f1s: dict[str, tuple[float, int]], micro: float) -> dict:

@@ -59,7 +59,7 @@ def test_matrices_are_canonical_csr() -> None:
 
 
 def test_matches_sklearn_on_real_articles(shared_dir) -> None:
-    from training.data import read_articles
+    from tagger.training.data import read_articles
 
     arts = [a for _, a in zip(range(300), read_articles(shared_dir / "gold/dev.jsonl"))]
     tokens = [analyze(a.title + "\n" + a.body) for a in arts]

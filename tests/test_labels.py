@@ -16,8 +16,8 @@ from tagger.cli._common import label_files
 from tagger.io import InputError
 from tagger.artifacts import sha256_file
 from tagger.taxonomy import UnknownTopicError, default_taxonomy
-from training.assemble import LABELS_DIR, assemble_training_data, default_label_files, read_labels
-from training.retrain import retrain
+from tagger.training.assemble import LABELS_DIR, assemble_training_data, default_label_files, read_labels
+from tagger.training.retrain import retrain
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:

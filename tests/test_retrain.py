@@ -26,10 +26,10 @@ from tagger.cli import main as tagger_main
 from tagger.io import InputError
 from tagger.model import TopicModel
 from tagger.taxonomy import Taxonomy, UnknownTopicError, default_taxonomy
-from training.data import Article
-from training.fit import TrainConfig
-from training.pipeline import train_and_publish
-from training.retrain import (
+from tagger.training.data import Article
+from tagger.training.fit import TrainConfig
+from tagger.training.pipeline import train_and_publish
+from tagger.training.retrain import (
     GatePolicy,
     RetrainError,
     apply_corrections,
@@ -37,7 +37,7 @@ from training.retrain import (
     compare,
     retrain,
 )
-from training.retrain import main as retrain_main
+from tagger.training.retrain import main as retrain_main
 
 NEW_GOLD = slice(BASE_GOLD, 1200)  # the labelled "new data": 900 more gold articles
 
@@ -129,7 +129,7 @@ def test_corrections_change_exactly_the_named_labels(tmp_path: Path) -> None:
 def test_apply_corrections_keeps_taxonomy_order() -> None:
     tx = default_taxonomy()
     gold = {"x": Article(id="x", title="", body="", topics=("culture",))}
-    from training.retrain import Correction
+    from tagger.training.retrain import Correction
 
     apply_corrections(gold, {}, [Correction("x", None, ("diplomacy",), (), "here")], tx)
     assert gold["x"].topics == ("diplomacy", "culture")
@@ -163,7 +163,7 @@ def test_same_inputs_and_seed_give_the_same_metrics_and_decision(live: Setup, tm
     reports = []
     for i in range(2):
         path = tmp_path / f"report{i}.json"
-        # Through `python -m training.retrain`, which is `tagger retrain`.
+        # Through `python -m tagger.training.retrain`, which is `tagger retrain`.
         assert retrain_main([*live.retrain_args()[1:], "--new", str(new), "--seed", "5", "--dry-run",
                              "--report", str(path)]) == 0
         reports.append(json.loads(path.read_text("utf-8")))

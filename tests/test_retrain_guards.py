@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from test_retrain_helpers import NAME, QUIET, article_json, write_jsonl
 
-import training.retrain as retrain_mod
+import tagger.training.retrain as retrain_mod
 from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, list_versions, load_model
 from tagger.cli import main as tagger_main
 from tagger.io import InputError
 from tagger.taxonomy import default_taxonomy
-from training.data import read_articles, read_gold
-from training.fit import TrainConfig
-from training.pipeline import train_and_publish
-from training.retrain import GatePolicy, RetrainError, assemble_training_data, retrain
+from tagger.training.data import read_articles, read_gold
+from tagger.training.fit import TrainConfig
+from tagger.training.pipeline import train_and_publish
+from tagger.training.retrain import GatePolicy, RetrainError, assemble_training_data, retrain
 
 TINY = {"max_features": 3_000, "cv_folds": 2, "n_jobs": 1}
 LENIENT = GatePolicy(tol=1, topic_tol=1, new_topic_min_f1=0)

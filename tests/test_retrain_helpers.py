@@ -22,9 +22,9 @@ from serve_process import ClientLoad, ServeProcess
 
 from tagger.client import TaggerClient
 from tagger.taxonomy import Taxonomy, default_taxonomy
-from training.data import Article, read_articles, read_gold
-from training.fit import TrainConfig
-from training.pipeline import train_and_publish
+from tagger.training.data import Article, read_articles, read_gold
+from tagger.training.fit import TrainConfig
+from tagger.training.pipeline import train_and_publish
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "arabic-news-topics"

@@ -24,9 +24,9 @@ from tagger.cli import main as tagger_main
 from tagger.client import TaggerClient
 from tagger.taxonomy import Topic
 from tagger.text import analyze
-from training.data import read_articles
-from training.pipeline import predict_topics
-from training.retrain import _resolve_taxonomy, retrain, wait_until_served
+from tagger.training.data import read_articles
+from tagger.training.pipeline import predict_topics
+from tagger.training.retrain import _resolve_taxonomy, retrain, wait_until_served
 
 PROBE = {"id": "probe", "title": "واشنطن تفرض عقوبات جديدة على موسكو",
          "text": "أعلنت وزارة الخزانة الأمريكية فرض عقوبات جديدة على شركات روسية وتجميد أصولها."}

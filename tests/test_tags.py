@@ -22,11 +22,11 @@ from test_retrain_helpers import (  # noqa: F401
 )
 
 from tagger.taxonomy import default_taxonomy
-from training.data import Article
-from training.fit import TrainConfig, _weak_labels
-from training.retrain import retrain
-from training.tags import TagAuditConfig, TagRules, audit_tags, tag_key
-from training.weak import ABSTAIN
+from tagger.training.data import Article
+from tagger.training.fit import TrainConfig, _weak_labels
+from tagger.training.retrain import retrain
+from tagger.training.tags import TagAuditConfig, TagRules, audit_tags, tag_key
+from tagger.training.weak import ABSTAIN
 
 NAVIGATION = ["أخبار", "الرئيسية", "العالم"]
 ENTITIES = ["ترامب", "إيران", "روسيا", "السعودية", "مصر", "الصين"]

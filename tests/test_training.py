@@ -11,10 +11,10 @@ import pytest
 from tagger.artifacts import load_model
 from tagger.io import InputError
 from tagger.taxonomy import UnknownTopicError, default_taxonomy
-from training.data import read_articles, read_gold
-from training.fit import TrainConfig, fit_model
-from training.pipeline import evaluate_model, train_and_publish
-from training.weak import load_keyword_rules, load_section_rules
+from tagger.training.data import read_articles, read_gold
+from tagger.training.fit import TrainConfig, fit_model
+from tagger.training.pipeline import evaluate_model, train_and_publish
+from tagger.training.weak import load_keyword_rules, load_section_rules
 
 SMALL = TrainConfig(seed=3, max_features=8_000, cv_folds=3, n_jobs=1)
 

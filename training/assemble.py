@@ -25,7 +25,7 @@ from typing import Any
 
 from tagger.io import InputError, read_jsonl
 from tagger.taxonomy import Taxonomy
-from training.data import Article, read_articles, read_gold
+from tagger.training.data import Article, read_articles, read_gold
 
 __all__ = [
     "LABELS_DIR",

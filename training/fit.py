@@ -29,11 +29,11 @@ from tagger.features import MAX_FEATURES, TfidfFeaturizer
 from tagger.model import TopicModel
 from tagger.taxonomy import Taxonomy
 from tagger.text import document_tokens
-from training.data import Article
-from training.weak import ABSTAIN, KeywordRules, SectionRules
+from tagger.training.data import Article
+from tagger.training.weak import ABSTAIN, KeywordRules, SectionRules
 
 if TYPE_CHECKING:
-    from training.tags import TagRules
+    from tagger.training.tags import TagRules
 
 __all__ = ["TrainConfig", "TrainResult", "fit_model"]
 

@@ -13,10 +13,10 @@ from tagger.metrics import Report, score
 from tagger.model import TopicModel
 from tagger.tagger import Tagger
 from tagger.taxonomy import Taxonomy
-from training.assemble import assemble_training_data
-from training.data import Article, read_gold
-from training.fit import TrainConfig, TrainResult, fit_model
-from training.weak import load_keyword_rules, load_section_rules
+from tagger.training.assemble import assemble_training_data
+from tagger.training.data import Article, read_gold
+from tagger.training.fit import TrainConfig, TrainResult, fit_model
+from tagger.training.weak import load_keyword_rules, load_section_rules
 
 __all__ = ["train_and_publish", "evaluate_model", "predict_topics", "data_fingerprint"]
 
@@ -98,7 +98,7 @@ def _publish_with_card(model: TopicModel, model_root: Path, manifest: dict, dev:
     import json
 
     from tagger.artifacts import MANIFEST_FILE, list_versions
-    from training.card import render_card
+    from tagger.training.card import render_card
 
     existing = list_versions(model_root)
     version = int(existing[-1].name) + 1 if existing else 1

@@ -17,7 +17,7 @@ version 1 of a new model, ungated. A promoted version is picked up by the server
 Every input (gold, corpus, label files, new data, corrections, gate gold, rules) is read and checked before
 training starts, and the gate gold must share no id with the training gold.
 
-Run as `tagger retrain` or `python -m training.retrain` (which also has `split-by-date`, used by the
+Run as `tagger retrain` or `python -m tagger.training.retrain` (which also has `split-by-date`, used by the
 README's walk-through to cut labelled data at a publication date).
 """
 from __future__ import annotations
@@ -46,19 +46,19 @@ from tagger.io import InputError, read_jsonl
 from tagger.metrics import Report, score
 from tagger.model import TopicModel
 from tagger.taxonomy import Taxonomy, default_taxonomy
-from training.assemble import (
+from tagger.training.assemble import (
     Correction,
     TrainingData,
     apply_corrections,
     assemble_training_data,
     read_corrections,
 )
-from training.card import render_card
-from training.data import Article, read_gold
-from training.fit import TrainConfig, fit_model
-from training.pipeline import data_fingerprint, predict_topics
-from training.tags import TagAudit, TagAuditConfig, audit_tags
-from training.weak import load_keyword_rules, load_section_rules
+from tagger.training.card import render_card
+from tagger.training.data import Article, read_gold
+from tagger.training.fit import TrainConfig, fit_model
+from tagger.training.pipeline import data_fingerprint, predict_topics
+from tagger.training.tags import TagAudit, TagAuditConfig, audit_tags
+from tagger.training.weak import load_keyword_rules, load_section_rules
 
 __all__ = [
     "Comparison",
@@ -602,7 +602,7 @@ def split_by_date(paths: Sequence[Path], cutoff: str, out_dir: Path) -> dict[str
 
 
 def _split_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.retrain split-by-date",
+    p = argparse.ArgumentParser(prog="python -m tagger.training.retrain split-by-date",
                                 description="Split JSONL articles at a publication date (for the retrain walk-through).")
     p.add_argument("--cutoff", required=True, help="date, e.g. 2018-06-01 (UTC); 'before' is strictly earlier")
     p.add_argument("--out-dir", type=Path, required=True)
@@ -619,7 +619,7 @@ def _split_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m training.retrain ARGS` = `tagger retrain ARGS`; plus `split-by-date`."""
+    """`python -m tagger.training.retrain ARGS` = `tagger retrain ARGS`; plus `split-by-date`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["split-by-date"]:
         return _split_main(argv[1:])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tagger.text import analyze
-from training.weak import ABSTAIN
+from tagger.training.weak import ABSTAIN
 
 __all__ = ["TagAudit", "TagAuditConfig", "TagRules", "TagStat", "audit_tags", "tag_key"]
 

@@ -25,7 +25,7 @@ def _rules_text(name: str, path: Path | None, key: str) -> dict:
     """A rules file as a dict whose ``key`` maps to an object; anything else is a ValueError naming the file."""
     where = path or f"training/rules/{name}"
     try:
-        raw = Path(path).read_text("utf-8") if path else resources.files("training.rules").joinpath(name).read_text("utf-8")
+        raw = Path(path).read_text("utf-8") if path else resources.files("tagger.training.rules").joinpath(name).read_text("utf-8")
         data = loads_json(raw)
     except OSError as e:
         raise ValueError(f"{where}: cannot read the rules ({e.strerror or e})") from e

@@ -37,7 +37,7 @@ def add_labels_option(p: argparse.ArgumentParser) -> None:
 def label_files(args: argparse.Namespace, default_corpus: Path) -> list[Path]:
     """The label files to train with: as given, or the shipped annotations when training on the corpus
     they annotate (their ids name its articles; another corpus would not have them)."""
-    from training.assemble import default_label_files
+    from tagger.training.assemble import default_label_files
 
     if args.labels is None:
         return default_label_files() if Path(args.corpus).resolve() == Path(default_corpus).resolve() else []

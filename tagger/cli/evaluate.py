@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from tagger.tagger import InvalidDocumentError, Tagger
     from tagger.taxonomy import UnknownTopicError
     from tagger.text import document_tokens
-    from training.data import read_gold
-    from training.weak import load_keyword_rules
+    from tagger.training.data import read_gold
+    from tagger.training.weak import load_keyword_rules
 
     if args.predictions is not None:  # checked before the work, not after it
         if args.predictions.exists() and not args.force:

@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from tagger.artifacts import ArtifactError
     from tagger.io import InputError
     from tagger.taxonomy import UnknownTopicError
-    from training.retrain import GatePolicy, RetrainError, retrain, wait_until_served
-    from training.tags import TagAuditConfig
+    from tagger.training.retrain import GatePolicy, RetrainError, retrain, wait_until_served
+    from tagger.training.tags import TagAuditConfig
 
     shared = shared_dir()
     gold = args.gold or [shared / "gold/train.jsonl.xz"]

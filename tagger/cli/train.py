@@ -29,8 +29,8 @@ def register(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tagger.io import InputError
     from tagger.taxonomy import Taxonomy, UnknownTopicError, default_taxonomy
-    from training.fit import TrainConfig
-    from training.pipeline import train_and_publish
+    from tagger.training.fit import TrainConfig
+    from tagger.training.pipeline import train_and_publish
 
     shared = shared_dir()
     gold = args.gold or [shared / "gold/train.jsonl.xz"]
