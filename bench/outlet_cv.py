@@ -30,11 +30,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tagger.cli._common import label_files  # noqa: E402
 from tagger.metrics import score  # noqa: E402
 from tagger.paths import shared_dir  # noqa: E402
 from tagger.taxonomy import default_taxonomy  # noqa: E402
-from tagger.training.assemble import assemble_training_data  # noqa: E402
+from tagger.training.assemble import assemble_training_data, choose_label_files  # noqa: E402
 from tagger.training.data import read_gold  # noqa: E402
 from tagger.training.fit import TrainConfig, fit_model  # noqa: E402
 from tagger.training.pipeline import predict_topics  # noqa: E402
@@ -66,7 +65,7 @@ def main() -> int:
     topics = tx.ids
     corpus_file = args.shared / "corpus/ant-train.jsonl.xz"
     # The same choice `tagger train` makes: the shipped label files, the given ones, or none.
-    labels = label_files(argparse.Namespace(labels=args.labels, corpus=corpus_file), corpus_file)
+    labels = choose_label_files(args.labels, corpus_file, corpus_file)
     scored = read_gold(args.shared / "gold/train.jsonl.xz", tx)
     dev = list(read_gold(args.shared / "gold/dev.jsonl", tx))
     data = assemble_training_data(gold=[args.shared / "gold/train.jsonl.xz"], corpus=corpus_file, labels=labels,

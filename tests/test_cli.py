@@ -92,9 +92,9 @@ def test_invalid_utf8_and_empty_input_are_reported(tmp_path: Path) -> None:
 
 def test_corrupt_model_is_refused_with_a_clear_message(tmp_path: Path, shared_dir: Path) -> None:
     src = resolve_model_dir(default_model_root())
-    dst = tmp_path / "m" / "1"
+    dst = tmp_path / src.parent.name / src.name
     shutil.copytree(src, dst)
-    with open(dst / "model.joblib", "ab") as f:
+    with open(dst / "model.npz", "ab") as f:
         f.write(b"tampered")
     p = tagger("tag", "--model", str(dst), str(shared_dir / "examples/seed-article.txt"))
     assert p.returncode == 2 and b"sha256 mismatch" in p.stderr and not p.stdout

@@ -2,7 +2,7 @@
 
 - no live model (versions that do not load, a models/ folder of model folders, a missing or empty
   folder, a version folder) is an error; only --first-version creates version 1;
-- `--model-root .` still names the model after its folder;
+- `--model .` still names the model after its folder;
 - every input, the gate gold included, is read and checked before training starts;
 - gate gold that is also training gold (same id) is refused, as the README promises it is never trained on;
 - --new rows with no text or with a mistyped field (``topic`` for ``topics``) are errors naming file:line.
@@ -28,7 +28,9 @@ from tagger.taxonomy import default_taxonomy
 from tagger.training.data import read_articles, read_gold
 from tagger.training.fit import TrainConfig
 from tagger.training.pipeline import train_and_publish
-from tagger.training.retrain import GatePolicy, RetrainError, assemble_training_data, retrain
+from tagger.training.assemble import assemble_training_data
+from tagger.training.gate import GatePolicy
+from tagger.training.retrain import RetrainError, retrain
 
 TINY = {"max_features": 3_000, "cv_folds": 2, "n_jobs": 1}
 LENIENT = GatePolicy(tol=1, topic_tol=1, new_topic_min_f1=0)
@@ -42,7 +44,7 @@ class Tiny:
     root: Path  # a model folder whose version 1 loads
 
     def args(self, root: Path | None = None) -> list[str]:
-        return ["retrain", "--model-root", str(root or self.root), "--gold", str(self.gold), "--corpus",
+        return ["retrain", "--same-data", "--model", str(root or self.root), "--gold", str(self.gold), "--corpus",
                 str(self.corpus), "--gold-eval", str(self.dev), *itertools.chain(*(
                     (f"--{k.replace('_', '-')}", str(v)) for k, v in TINY.items()))]
 
@@ -88,18 +90,19 @@ def _error_line(capsys) -> str:
 
 # ------------------------------------------------------------------- 1. no live model, no gate
 def test_versions_that_do_not_load_are_an_error_not_a_first_version(tiny: Tiny, capsys, no_training) -> None:
-    # A library upgrade: version 1 was "built with" a scikit-learn this environment does not have.
+    # A tagger upgrade: version 1 was built with a text pipeline this tagger does not have.
     manifest = tiny.root / "1" / MANIFEST_FILE
     m = json.loads(manifest.read_text("utf-8"))
-    m["versions"]["scikit-learn"] = "0.1.0"
+    m["versions"]["normalization"] = "0"
     manifest.write_text(json.dumps(m), "utf-8")
     assert tagger_main([*tiny.args(), "--dry-run"]) == 2
     line = _error_line(capsys)
     assert line.startswith("tagger retrain: error: no version under") and "cannot be gated" in line
-    assert "version 1:" in line and "scikit-learn 0.1.0" in line, line
+    assert "version 1:" in line and "normalisation v0" in line, line
 
     # A corrupt newest version on top of it: both named, the newest with its reason.
     shutil.copytree(tiny.root / "1", tiny.root / "2")
+    (tiny.root / "2" / MANIFEST_FILE).write_text(json.dumps(m | {"version": "2"}), "utf-8")
     (tiny.root / "2" / MODEL_FILE).write_bytes(b"not a model")
     assert tagger_main(tiny.args()) == 2
     line = _error_line(capsys)
@@ -115,7 +118,7 @@ def test_a_models_folder_or_a_version_folder_is_not_a_model_root(tiny: Tiny, cap
         assert tagger_main([*tiny.args(models), *extra]) == 2
         line = _error_line(capsys)
         assert f"{models} holds model folders ({NAME}), not versions" in line
-        assert f"--model-root {tiny.root}" in line, line
+        assert f"--model {tiny.root}" in line, line
     assert tagger_main(tiny.args(tiny.root / "1")) == 2
     assert f"{tiny.root / '1'} is a model version folder" in _error_line(capsys)
     assert sorted(p.name for p in models.iterdir()) == [NAME] and list_versions(tiny.root / "1") == []
