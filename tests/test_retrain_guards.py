@@ -240,3 +240,23 @@ def test_new_rows_with_other_fields_are_read_as_before(tmp_path: Path) -> None:
     assert {a.id: a.topics for a in data.gold} == {"g": ("politics",), "a": ("economy",)}
     assert [a.id for a in data.unlabelled] == ["c", "b"]
     assert data.summary["new"] == {"labelled": 2, "replaced_gold": 1, "unlabelled": 1, "tagged": 2}
+
+
+# ------------------------------------------------------------------- nothing new
+def test_a_retrain_with_nothing_new_says_so_instead_of_training(tiny: Tiny, capsys, no_training) -> None:
+    args = [a for a in tiny.args() if a != "--same-data"]
+    assert tagger_main([*args, "--dry-run"]) == 2
+    assert _error_line(capsys) == ("tagger retrain: error: nothing new to retrain on: give --new FILE and/or "
+                                   "--corrections FILE (or --same-data to retrain on the base data alone)")
+    assert [p.name for p in list_versions(tiny.root)] == ["1"]
+
+
+def test_the_data_summary_is_words_not_a_python_dict(tiny: Tiny, tmp_path: Path, capsys) -> None:
+    new = tmp_path / "new.jsonl"
+    rows = [json.loads(line) for line in tiny.gold.read_text("utf-8").splitlines()[:2]]
+    new.write_text("".join(json.dumps(r | {"id": f"new-{i}"}, ensure_ascii=False) + "\n" for i, r in enumerate(rows)),
+                   "utf-8")
+    tagger_main([a for a in tiny.args() if a != "--same-data"] + ["--new", str(new), "--dry-run"])
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("training data:"))
+    assert "new: 2 labelled, 0 replaced gold, 0 unlabelled" in line and "{" not in line, line
