@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import re
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import Final
 
@@ -32,7 +33,16 @@ __all__ = [
 
 #: Bumped whenever the output of ``normalize``/``tokenize`` changes; stored in model manifests so a
 #: model is never served with a text pipeline it was not trained with.
-NORMALIZATION_VERSION: Final = 2
+NORMALIZATION_VERSION: Final = 3
+
+#: Invisible characters that carry no letter: zero-width space/joiners, direction marks, word joiner,
+#: soft hyphen, bidi embeddings and isolates, BOM. Inside a word they are deleted, so the word is the
+#: same word (v3; before, they split it in two).
+_INVISIBLE: Final = (0x00AD, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064,
+                     0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0xFEFF)
+#: Arabic presentation forms (contextual shapes and ligatures of PDF and legacy text): read as their
+#: base letters (v3), by Unicode compatibility decomposition, then folded like any other letter.
+_PRESENTATION_FORMS: Final = (range(0xFB50, 0xFE00), range(0xFE70, 0xFF00))
 
 
 def _build_table() -> dict[int, str | None]:
@@ -55,6 +65,17 @@ def _build_table() -> dict[int, str | None]:
     # Latin upper case → lower case here too, so no separate .lower() pass is needed.
     for cp in range(ord("A"), ord("Z") + 1):
         table[cp] = chr(cp + 32)
+    for cp in _INVISIBLE:
+        table[cp] = None
+    base = dict(table)
+    for block in _PRESENTATION_FORMS:
+        for cp in block:
+            if cp in table:
+                continue
+            decomposed = unicodedata.normalize("NFKC", chr(cp))
+            if decomposed != chr(cp):
+                # The base letters' own folding applies too (a hamza-on-alef form becomes a bare alef).
+                table[cp] = decomposed.translate(base) or None
     return table
 
 

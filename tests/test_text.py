@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tagger.text import analyze, document_tokens, normalize, stem, tokenize
+from tagger.text import NORMALIZATION_VERSION, analyze, document_tokens, normalize, stem, tokenize
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,34 @@ def test_analyze_is_tokenize_then_stem() -> None:
 def test_document_tokens_counts_the_headline_twice() -> None:
     assert document_tokens("عقوبات جديدة", "نص الخبر") == analyze("عقوبات جديدة") * 2 + analyze("نص الخبر")
     assert document_tokens("", "نص") == analyze("نص")
+
+
+def _isolated_forms(text: str) -> str:
+    """Text as a PDF extractor or a legacy system writes it: each Arabic letter as its presentation form."""
+    import unicodedata
+
+    out = []
+    for ch in text:
+        try:
+            out.append(unicodedata.lookup(unicodedata.name(ch) + " ISOLATED FORM"))
+        except KeyError:
+            out.append(ch)
+    return "".join(out)
+
+
+def test_zero_width_characters_inside_words_do_not_split_them() -> None:
+    # ZWNJ, ZWSP, RLM and a soft hyphen as pasted from social media and CMS editors.
+    text = "فرضت الولايات المتحدة عقو\u200cبات جديدة على كوريا الشمال\u200bية بعد تجربة صارو\u200fخية، وال\u00adحكومة تدين"
+    clean = "فرضت الولايات المتحدة عقوبات جديدة على كوريا الشمالية بعد تجربة صاروخية، والحكومة تدين"
+    assert tokenize(text) == tokenize(clean)
+    assert normalize("\u202bمرحبا\u202c\u2067 بكم\u2069\ufeff") == "مرحبا بكم"
+
+
+def test_presentation_forms_read_as_their_base_letters() -> None:
+    clean = "العقوبات الأمريكية على إيران لا تشمل الأدوية"
+    shaped = _isolated_forms(clean)
+    assert shaped != clean and all(not ("\u0621" <= c <= "\u064a") for c in shaped if not c.isspace())
+    assert tokenize(shaped) == tokenize(clean)
+    # Ligatures: lam-alef (ﻻ, ﻷ) and the word Allah (ﷲ) come apart into their letters.
+    assert tokenize("\ufefb \ufef7 \ufdf2") == tokenize("لا لأ الله")
+    assert NORMALIZATION_VERSION == 3
