@@ -36,7 +36,7 @@ from tagger.taxonomy import Taxonomy, default_taxonomy
 from tagger.text import NORMALIZATION_VERSION
 
 __all__ = [
-    "ArtifactError", "LoadedModel", "load_model", "publish_model", "build_manifest", "next_version",
+    "ArtifactError", "NormalizationMismatch", "LoadedModel", "load_model", "publish_model", "build_manifest", "next_version",
     "list_versions", "latest_version_dir", "resolve_model_dir", "sha256_file", "MODEL_FILE", "MANIFEST_FILE",
     "FORMAT",
 ]
@@ -57,6 +57,11 @@ _VERSION_DIR = re.compile(r"^\d+$")
 
 class ArtifactError(RuntimeError):
     """A model artifact is missing, corrupt, tampered with or incompatible; the message says which."""
+
+
+class NormalizationMismatch(ArtifactError):
+    """A sound model trained with another text normalisation: its features would not match this
+    tagger's, so it is not served; ``tagger retrain`` can still gate a successor against it."""
 
 
 @dataclass(frozen=True)
@@ -258,10 +263,11 @@ def load_model(path: Path, *, check_versions: bool = True) -> LoadedModel:
     if check_versions:
         built, here = manifest["versions"].get("normalization"), str(NORMALIZATION_VERSION)
         if built != here:
-            raise ArtifactError(
+            raise NormalizationMismatch(
                 f"model {vdir} was trained with text normalisation v{built}, this tagger {__version__} uses v{here}, "
-                "so its features would not match: retrain it with this tagger (tagger retrain, or tagger train), "
-                "or serve it with the tagger release it was built with"
+                f"so its features would not match: retrain it with this tagger (tagger retrain --model "
+                f"{vdir.parent} --same-data, which gates the new version against this one), or serve it with "
+                "the tagger release it was built with"
             )
     arrays = _read_arrays(model_file)
     try:

@@ -21,7 +21,7 @@ import pytest
 from test_retrain_helpers import NAME, QUIET, article_json, write_jsonl
 
 import tagger.training.retrain as retrain_mod
-from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, list_versions, load_model
+from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, ArtifactError, list_versions, load_model
 from tagger.cli import main as tagger_main
 from tagger.io import InputError
 from tagger.taxonomy import default_taxonomy
@@ -90,15 +90,14 @@ def _error_line(capsys) -> str:
 
 # ------------------------------------------------------------------- 1. no live model, no gate
 def test_versions_that_do_not_load_are_an_error_not_a_first_version(tiny: Tiny, capsys, no_training) -> None:
-    # A tagger upgrade: version 1 was built with a text pipeline this tagger does not have.
+    # Version 1 left over in the old artifact format (a pickle), which this tagger no longer loads.
     manifest = tiny.root / "1" / MANIFEST_FILE
     m = json.loads(manifest.read_text("utf-8"))
-    m["versions"]["normalization"] = "0"
-    manifest.write_text(json.dumps(m), "utf-8")
+    manifest.write_text(json.dumps(m | {"format": 1}), "utf-8")
     assert tagger_main([*tiny.args(), "--dry-run"]) == 2
     line = _error_line(capsys)
     assert line.startswith("tagger retrain: error: no version under") and "cannot be gated" in line
-    assert "version 1:" in line and "normalisation v0" in line, line
+    assert "version 1:" in line and "artifact format 1 is not 2" in line, line
 
     # A corrupt newest version on top of it: both named, the newest with its reason.
     shutil.copytree(tiny.root / "1", tiny.root / "2")
@@ -110,6 +109,21 @@ def test_versions_that_do_not_load_are_an_error_not_a_first_version(tiny: Tiny, 
     assert [p.name for p in list_versions(tiny.root)] == ["1", "2"]  # nothing published
     with pytest.raises(RetrainError, match="already has version"):
         retrain(**tiny.kwargs(), first_version=True)  # the flag does not bypass it: versions exist
+
+
+def test_a_live_model_from_an_older_text_pipeline_is_still_the_gate(tiny: Tiny, capsys) -> None:
+    """After a normalisation change the live model cannot be served by this tagger, but it is what
+    servers run until its successor ships: retrain gates against it (warning), and says so."""
+    manifest = tiny.root / "1" / MANIFEST_FILE
+    m = json.loads(manifest.read_text("utf-8"))
+    m["versions"]["normalization"] = "0"
+    manifest.write_text(json.dumps(m), "utf-8")
+    with pytest.raises(ArtifactError, match=rf"tagger retrain --model {tiny.root} --same-data"):
+        load_model(tiny.root)
+    rc = tagger_main([*tiny.args(), "--dry-run"])
+    err = capsys.readouterr().err
+    assert "warning: model" in err and "normalisation v0" in err and "gating against it" in err
+    assert rc in (0, 1) and "live model: arabic-news-topics/1" in err
 
 
 def test_a_models_folder_or_a_version_folder_is_not_a_model_root(tiny: Tiny, capsys, no_training) -> None:

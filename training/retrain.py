@@ -29,6 +29,7 @@ from tagger.artifacts import (
     MANIFEST_FILE,
     ArtifactError,
     LoadedModel,
+    NormalizationMismatch,
     build_manifest,
     list_versions,
     load_model,
@@ -98,6 +99,12 @@ def _live_model(model_root: Path, first_version: bool, log: Log) -> LoadedModel 
     for vdir in reversed(versions):
         try:
             return load_model(vdir)
+        except NormalizationMismatch as e:
+            # A sound model from before a text-pipeline change: it cannot be served any more, but it is
+            # the model being served until its successor ships, so the gate still compares against it,
+            # scored with this pipeline (only texts the change touches score differently).
+            log(f"warning: {e}; gating against it with this tagger's text pipeline")
+            return load_model(vdir, check_versions=False)
         except ArtifactError as e:
             log(f"skipping version {vdir.name}: {e}")
             failed.append((vdir.name, e))
