@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -163,3 +164,18 @@ def test_train_checks_taxonomy_and_dev_before_any_training(tmp_path: Path, share
         err = p.stderr.decode().strip()
         assert p.returncode == 2 and len(err.splitlines()) == 1 and message in err, (args, err)
         assert b"features:" not in p.stdout and b"read " not in p.stdout, p.stdout  # nothing was trained
+
+
+def test_missing_training_data_says_where_the_default_comes_from(tmp_path: Path) -> None:
+    env = {**os.environ, "TAGGER_SHARED": str(tmp_path / "nowhere")}
+    for command in (["evaluate"], ["train", "--no-publish"], ["retrain", "--same-data", "--dry-run"]):
+        p = subprocess.run([sys.executable, "-m", "tagger", *command], capture_output=True, text=True, env=env,
+                           cwd=tmp_path)
+        err = p.stderr.strip()
+        assert p.returncode == 2 and len(err.splitlines()) == 1, (command, err)
+        assert f"{tmp_path / 'nowhere'}" in err and "set TAGGER_SHARED, or pass the path" in err, err
+    # Tagging needs no training data at all.
+    page = tmp_path / "page.txt"
+    page.write_text("فرضت الولايات المتحدة عقوبات جديدة على كوريا الشمالية", "utf-8")
+    p = subprocess.run([sys.executable, "-m", "tagger", "tag", str(page)], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
