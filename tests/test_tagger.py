@@ -112,3 +112,34 @@ def test_page_parts_never_add_topics(tagger: Tagger) -> None:
 def test_a_topic_named_twice_in_options_is_chosen_once(tagger: Tagger) -> None:
     r = tagger.tag(_doc("sanctions"), TagOptions(threshold=0.0, topics=("sanctions", "sanctions")))
     assert [t.topic for t in r.topics] == ["sanctions"]
+
+
+def test_an_empty_answer_falls_back_to_the_best_topic_near_its_threshold(tmp_path) -> None:
+    """The model's empty_fallback rule: a document over no threshold gets its best topic (by score /
+    threshold) when that ratio reaches the rule; it travels in the manifest; a caller's own flat
+    threshold means plain thresholding."""
+    import numpy as np
+
+    from tagger.artifacts import load_model, publish_model
+    from tagger.document import Document
+    from tagger.model import TopicModel
+    from tagger.tagger import Tagger, TagOptions
+
+    from helpers import TINY_DOCS, tiny_model
+
+    base = tiny_model()
+    strict = TopicModel(base.featurizer, base.topics, base.coef, base.intercept, np.full(3, 0.97))
+    doc = Document(id="d", title="", body=TINY_DOCS["sports"])
+    score = strict.scores([TINY_DOCS["sports"]])[0][1]
+    assert 0.5 * 0.97 < score < 0.97  # under its threshold, within half of it
+    assert Tagger(load_model(publish_model(strict, tmp_path / "a"))).tag(doc).topics == ()
+    ruled = TopicModel(base.featurizer, base.topics, base.coef, base.intercept, np.full(3, 0.97), empty_fallback=0.5)
+    loaded = load_model(publish_model(ruled, tmp_path / "b"))
+    assert loaded.manifest["decision"] == {"empty_fallback": 0.5} and loaded.model.empty_fallback == 0.5
+    tagger = Tagger(loaded)
+    assert [t.topic for t in tagger.tag(doc).topics] == ["sports"]
+    assert tagger.tag(doc, TagOptions(threshold=0.97)).topics == ()
+    assert tagger.tag(doc, TagOptions(top_k=0)).topics == ()
+    assert tagger.tag_lines([doc]) == [tagger.tag(doc).to_json_line()]
+    high = TopicModel(base.featurizer, base.topics, base.coef, base.intercept, np.full(3, 0.97), empty_fallback=0.999)
+    assert Tagger(load_model(publish_model(high, tmp_path / "c"))).tag(doc).topics == ()
