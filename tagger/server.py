@@ -29,12 +29,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from tagger._proto import tagger_pb2 as pb
@@ -58,6 +58,8 @@ from tagger.server_metrics import (
     serve_metrics,
     use_multiprocess_dir,
 )
+from tagger.server_admission import AdmissionInterceptor, DocumentBudget, Lane
+from tagger.server_auth import AuthInterceptor, is_loopback, read_tokens, server_credentials
 from tagger.server_reload import ModelHolder, ModelSource, warm_up
 from tagger.server_streams import OpenStreams
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
@@ -97,15 +99,35 @@ def _documents_in(method: str, response: Any) -> int:
     return 0
 
 
+class Lanes:
+    """The thread pools of one server (see :mod:`tagger.server_admission`)."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        batch = config.batch_thread_count
+        self.control = Lane("control", 2)
+        self.tag = Lane("tag", config.threads, config.max_concurrent_rpcs)
+        # Room for as many batches waiting as running: each waits for at most one batch's time.
+        self.batch = Lane("batch", batch, 2 * batch)
+        self.misc = Lane("misc", 4)
+        self.reject = Lane("reject", 1)
+        self.hints = {"tag": "--max-concurrent-rpcs", "batch": "twice --batch-threads"}
+
+    def shutdown(self) -> None:
+        for lane in (self.control, self.tag, self.batch, self.misc, self.reject):
+            lane.shutdown(wait=False, cancel_futures=True)
+
+
 class TopicTaggerServicer:
     """The five RPCs of tagger.v1.TopicTagger over a ModelHolder."""
 
     def __init__(self, holder: ModelHolder, config: ServeConfig, metrics: ServerMetrics,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, lanes: Lanes | None = None) -> None:
         self.holder = holder
         self.config = config
         self.metrics = metrics
         self.stopping = stopping
+        self.lanes = lanes or Lanes(config)
+        self.budget = DocumentBudget(config.inflight_document_limit)
         self.streams = OpenStreams(config.stream_limit, config.stream_idle_timeout)
         self.limits = pb.ServerLimits(
             max_batch_documents=config.max_batch, max_chars=config.max_chars,
@@ -175,8 +197,16 @@ class TopicTaggerServicer:
                                   "(GetModelInfo limits.max_batch_documents); split the batch")
         tagger = self._tagger()  # one model version for the whole batch
         options, include_scores = self._options(tagger, request.options)
-        docs = [self._document(d, f"documents[{i}]: ") for i, d in enumerate(request.documents)]
-        results = self._tag(tagger, docs, options, context, lambda i: f"documents[{i}]: ")
+        if not self.budget.take(n):
+            raise _Fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"this server worker is busy: {self.budget.in_use} documents are being tagged and "
+                        f"{n} more would go over its limit of {self.budget.limit} (--max-inflight-documents); "
+                        "retry with backoff, or send smaller batches")
+        try:
+            docs = [self._document(d, f"documents[{i}]: ") for i, d in enumerate(request.documents)]
+            results = self._tag(tagger, docs, options, context, lambda i: f"documents[{i}]: ")
+        finally:
+            self.budget.give_back(n)
         self.metrics.batch_size.observe(n)  # batches tagged; a refused one is in tagger_grpc_requests_total
         return pb.TagBatchResponse(results=[result_to_pb(r, include_scores) for r in results])
 
@@ -264,19 +294,26 @@ class TopicTaggerServicer:
     def add_to_server(self, server: grpc.Server) -> None:
         """Register the RPCs, like the generated add_TopicTaggerServicer_to_server but with request
         deserializers that report invalid UTF-8 as INVALID_ARGUMENT (see grpc_wire.safe_deserializer)."""
-        def unary(name: str, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+        lanes = self.lanes
+
+        def in_lane(name: str, lane: Lane) -> Callable:
+            handler = self._instrumented(name, getattr(self, name))
+            handler.experimental_thread_pool = lane  # type: ignore[attr-defined]  # grpcio's per-method pool
+            return handler
+
+        def unary(name: str, req: Any, resp: Any, lane: Lane) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
-                self._instrumented(name, getattr(self, name)), request_deserializer=safe_deserializer(req),
+                in_lane(name, lane), request_deserializer=safe_deserializer(req),
                 response_serializer=resp.SerializeToString)
 
         handlers = {
-            "Tag": unary("Tag", pb.TagRequest, pb.TagResponse),
-            "TagBatch": unary("TagBatch", pb.TagBatchRequest, pb.TagBatchResponse),
+            "Tag": unary("Tag", pb.TagRequest, pb.TagResponse, lanes.tag),
+            "TagBatch": unary("TagBatch", pb.TagBatchRequest, pb.TagBatchResponse, lanes.batch),
             "TagStream": grpc.stream_stream_rpc_method_handler(
-                self._instrumented("TagStream", self.TagStream), request_deserializer=safe_deserializer(pb.TagRequest),
+                in_lane("TagStream", lanes.tag), request_deserializer=safe_deserializer(pb.TagRequest),
                 response_serializer=pb.TagResponse.SerializeToString),
-            "ListTopics": unary("ListTopics", pb.ListTopicsRequest, pb.ListTopicsResponse),
-            "GetModelInfo": unary("GetModelInfo", pb.GetModelInfoRequest, pb.ModelInfo),
+            "ListTopics": unary("ListTopics", pb.ListTopicsRequest, pb.ListTopicsResponse, lanes.control),
+            "GetModelInfo": unary("GetModelInfo", pb.GetModelInfoRequest, pb.ModelInfo, lanes.control),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
         server.add_registered_method_handlers(SERVICE_NAME, handlers)
@@ -330,7 +367,8 @@ class TaggerServer:
         self.metrics = ServerMetrics(METHODS)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.stopping = threading.Event()
-        self.servicer = TopicTaggerServicer(self.holder, config, self.metrics, self.stopping)
+        self.lanes = Lanes(config)
+        self.servicer = TopicTaggerServicer(self.holder, config, self.metrics, self.stopping, self.lanes)
         self._serve_metrics = serve_metrics
         self._metrics_http: Any = None
         self._server: grpc.Server | None = None
@@ -345,22 +383,35 @@ class TaggerServer:
         """Listen (health NOT_SERVING until ready()); returns the bound port."""
         cfg = self.config
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="tagger-rpc"),
-            options=[
-                ("grpc.so_reuseport", 1),  # workers (and a replacement server during a deploy) share the port
-                ("grpc.max_receive_message_length", cfg.max_message_bytes),
-                ("grpc.max_send_message_length", cfg.max_message_bytes),
-            ],
-            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None,
-        )
+        lanes = self.lanes
+        interceptors: list[grpc.ServerInterceptor] = []
+        if cfg.token_file is not None:
+            interceptors.append(AuthInterceptor(_tokens(cfg.token_file), lanes.reject, self.metrics.refused))
+        interceptors.append(AdmissionInterceptor(lanes.misc, lanes.reject, self.metrics.refused, lanes.hints))
+        options: list[tuple[str, Any]] = [
+            ("grpc.so_reuseport", 1),  # workers (and a replacement server during a deploy) share the port
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+        ]
+        if cfg.max_connection_age > 0:
+            # Clients reconnect (and re-resolve) after a GOAWAY, so connections spread again over a restarted
+            # worker or a new pod; RPCs open at the GOAWAY get --grace to finish.
+            options += [("grpc.max_connection_age_ms", int(cfg.max_connection_age * 1000)),
+                        ("grpc.max_connection_age_grace_ms", int(cfg.grace * 1000))]
+        # Concurrency is limited per lane by the admission interceptor, not by gRPC's maximum_concurrent_rpcs,
+        # which counts health checks too and would refuse a probe while tagging is busy.
+        server = grpc.server(lanes.misc, options=options, interceptors=interceptors)
         self.servicer.add_to_server(server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self._add_health(server)
         if cfg.reflection:
             reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{cfg.host}:{cfg.port}"
         try:
-            self.port = server.add_insecure_port(address)
+            if cfg.tls_cert is not None and cfg.tls_key is not None:
+                self.port = server.add_secure_port(address, server_credentials(cfg.tls_cert, cfg.tls_key,
+                                                                               cfg.tls_client_ca))
+            else:
+                self.port = server.add_insecure_port(address)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {address}: {e}") from e
         if not self.port:
@@ -368,9 +419,28 @@ class TaggerServer:
         server.start()
         self._server = server
         if self._serve_metrics and cfg.metrics_port:
-            self._metrics_http, _ = serve_metrics(self.metrics.collector_registry(), cfg.metrics_host, cfg.metrics_port)
+            self._metrics_http, _ = serve_metrics(self.metrics.collector_registry(), cfg.metrics_address,
+                                                  cfg.metrics_port)
             self.metrics_port = self._metrics_http.server_port
         return self.port
+
+    def _add_health(self, server: grpc.Server) -> None:
+        """grpc.health.v1.Health, with Check on the control lane: a probe never waits behind tagging."""
+        health = self.health
+
+        def check(request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> Any:
+            return health.Check(request, context)
+
+        check.experimental_thread_pool = self.lanes.control  # type: ignore[attr-defined]
+        handlers = {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                check, request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                health.Watch, request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE_NAME, handlers),))
 
     def ready(self) -> None:
         """Load and warm the model if needed, start hot reload, then report SERVING."""
@@ -399,9 +469,17 @@ class TaggerServer:
         self.servicer.streams.stop()
         if done is not None:
             done.wait()
+        self.lanes.shutdown()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
+
+
+def _tokens(path: Path) -> list[str]:
+    try:
+        return read_tokens(path)
+    except (OSError, ValueError) as e:
+        raise OSError(f"--token-file: {e}") from e
 
 
 # -------------------------------------------------------------------- processes

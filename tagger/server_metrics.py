@@ -81,6 +81,10 @@ class ServerMetrics:
         if documents:
             self._documents[method].inc(documents)
 
+    def refused(self, full_method: str, code: grpc.StatusCode) -> None:
+        """An RPC refused before its handler ran (no token, lane full): counted, with no latency."""
+        self.requests.labels(full_method.rsplit("/", 1)[-1], code.name).inc()
+
     def model_swapped(self, old: str | None, new: str) -> None:
         if old:
             self.model_info.labels(old).set(0)
