@@ -55,6 +55,7 @@ from tagger.server_metrics import (
     ServerMetrics,
     check_metrics_port,
     mark_process_dead,
+    worker_restarts_counter,
     serve_metrics,
     use_multiprocess_dir,
 )
@@ -497,10 +498,13 @@ def _on_stop_signals(callback: Callable[[], None]) -> None:
 
 
 def _describe(config: ServeConfig, port: int, holder: ModelHolder, metrics_port: int) -> str:
-    metrics = f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off"
+    host = config.metrics_address
+    metrics = f"http://{f'[{host}]' if ':' in host else host}:{metrics_port}/metrics" if metrics_port else "off"
+    security = ("mutual TLS" if config.tls_client_ca else "TLS") if config.tls_cert else "plaintext"
     return (f"ready: {config.workers} worker(s) serving {SERVICE_NAME} on {config.host}:{port}, "
             f"model {holder.current.version if holder.current else '?'}, metrics {metrics}, "
-            f"reflection {'on' if config.reflection else 'off'}")
+            f"reflection {'on' if config.reflection else 'off'}, {security}, "
+            f"token auth {'on' if config.token_file else 'off'}")
 
 
 def _wait_for(stop: threading.Event, parent_pid: int | None = None) -> None:
@@ -517,17 +521,45 @@ def serve(config: ServeConfig) -> int:
     Raises ArtifactError (no loadable model) or OSError (cannot listen) before serving anything.
     """
     _setup_logging(config.log_level)
-    check_metrics_port(config.metrics_host, config.metrics_port)  # before any worker: one clear error
-    holder = make_holder(config)
-    holder.load_initial()  # in the parent: fail fast, and forked workers share the loaded pages
-    if config.workers == 1:
-        return _serve_single(config, holder)
-    return _Supervisor(config, holder).run()
-
-
-def _serve_single(config: ServeConfig, holder: ModelHolder) -> int:
+    check_metrics_port(config.metrics_address, config.metrics_port)  # before any worker: one clear error
+    if config.token_file is not None:
+        _tokens(config.token_file)  # an unreadable or empty token file is an error before anything starts
+    if config.tls_cert is None and not is_loopback(config.host):
+        log.warning("serving PLAINTEXT on %s, which is not a loopback address: requests, results and tokens "
+                    "cross the network unencrypted; give --tls-cert and --tls-key (or keep --host 127.0.0.1 "
+                    "behind a TLS-terminating proxy or mesh)", config.host)
     stop = threading.Event()
+    loading = [True]
+
+    def on_signal() -> None:
+        stop.set()
+        if loading[0]:  # the model load is plain Python in this thread: interrupt it
+            raise _StopBeforeServing
+
+    _on_stop_signals(on_signal)
+    try:
+        log.info("loading the model from %s", config.model or default_model_root())
+        holder = make_holder(config)
+        holder.load_initial()  # in the parent: fail fast, and forked workers share the loaded pages
+        loading[0] = False
+    except _StopBeforeServing:
+        log.info("stop signal while loading the model: stopped before serving")
+        return 0
     _on_stop_signals(stop.set)
+    if config.workers == 1:
+        return _serve_single(config, holder, stop)
+    return _Supervisor(config, holder, stop).run()
+
+
+class _StopBeforeServing(BaseException):
+    """Raised by the SIGTERM/SIGINT handler while the model loads, so start-up ends cleanly (exit 0).
+
+    A BaseException, like KeyboardInterrupt: the loader treats any Exception as "this version is bad,
+    try the next one", which would turn a stop into loading an older model.
+    """
+
+
+def _serve_single(config: ServeConfig, holder: ModelHolder, stop: threading.Event) -> int:
     server = TaggerServer(config, holder)
     port = server.start()
     server.ready()
@@ -580,14 +612,14 @@ def _worker_main(config: ServeConfig, holder: ModelHolder, index: int, conn: Con
 class _Supervisor:
     """The parent of ``--workers N``: forks workers, restarts a dead one, stops them all on a signal."""
 
-    def __init__(self, config: ServeConfig, holder: ModelHolder) -> None:
+    def __init__(self, config: ServeConfig, holder: ModelHolder, stop: threading.Event) -> None:
         self.config = config
         self.holder = holder
         self.ctx = multiprocessing.get_context("fork")
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.conns: dict[int, Connection] = {}
         self.ready: set[int] = set()
-        self.stop = threading.Event()
+        self.stop = stop
 
     def _spawn(self, index: int, config: ServeConfig) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
@@ -605,7 +637,7 @@ class _Supervisor:
     def run(self) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="tagger-metrics-")
         use_multiprocess_dir(metrics_dir)
-        _on_stop_signals(self.stop.set)
+        self.restarts = worker_restarts_counter()
         # The loaded model moves to the permanent generation: the workers' garbage collector then
         # neither scans it nor writes to its pages, which stay shared with the parent (copy-on-write).
         gc.freeze()
@@ -634,7 +666,9 @@ class _Supervisor:
                     self.ready.add(i)
                     failures = 0
                     metrics_port = port_seen or metrics_port
-                    if not announced and len(self.ready) == config.workers:
+                    if announced:
+                        log.info("worker %d (pid %d) is serving", i, self.procs[i].pid)
+                    elif len(self.ready) == config.workers:
                         log.info(_describe(config, config.port, self.holder, metrics_port))
                         announced = True
                     continue
@@ -646,13 +680,14 @@ class _Supervisor:
                 self.ready.discard(i)
                 self.conns.pop(i).close()
                 mark_process_dead(proc.pid)
-                if proc.exitcode == 0:
-                    # A worker exits 0 only when told to stop (systemd and Ctrl-C signal every process).
+                if self.stop.is_set():
+                    # Told to stop together with us (systemd and Ctrl-C signal every process): no restart.
                     log.info("worker %d (pid %d) stopped", i, proc.pid)
                     self.procs.pop(i)
-                    if not self.procs:
-                        self.stop.set()
                     continue
+                # Any other exit was not asked for, whatever its code (a SIGTERM sent to the worker alone
+                # exits 0): capacity would shrink while health stays SERVING, so the worker is replaced.
+                self.restarts.labels("exit 0" if proc.exitcode == 0 else "crash").inc()
                 failures += 0 if was_ready else 1
                 if not announced or failures >= 3:
                     log.error("worker %d (pid %d) exited with code %s before serving; stopping", i, proc.pid,
@@ -661,7 +696,8 @@ class _Supervisor:
                     self.stop.set()
                     code = 1
                     break
-                log.warning("worker %d (pid %d) exited with code %s; starting a new one", i, proc.pid, proc.exitcode)
+                log.warning("worker %d (pid %d) exited with code %s without being asked to; starting a new one",
+                            i, proc.pid, proc.exitcode)
                 self._spawn(i, config)
         self._stop_workers()
         return code

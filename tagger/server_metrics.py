@@ -15,7 +15,8 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 from prometheus_client import values as _values
 
-__all__ = ["ServerMetrics", "mark_process_dead", "multiprocess_enabled", "serve_metrics", "use_multiprocess_dir"]
+__all__ = ["ServerMetrics", "mark_process_dead", "multiprocess_enabled", "serve_metrics", "use_multiprocess_dir",
+           "worker_restarts_counter"]
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Tag takes ~1 ms; batches and cold paths reach seconds.
@@ -97,6 +98,14 @@ class ServerMetrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return registry
+
+
+def worker_restarts_counter() -> Counter:
+    """The supervisor's count of workers it replaced, by reason ("crash", or "exit 0" for a worker that
+    stopped on its own, e.g. a SIGTERM sent to it alone). Call after :func:`use_multiprocess_dir`, so worker
+    0's /metrics sums it with the workers' metrics."""
+    return Counter("tagger_worker_restarts", "Worker processes that exited unasked and were replaced, by reason",
+                   ["reason"], registry=CollectorRegistry())
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[object, threading.Thread]:
