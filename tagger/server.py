@@ -65,7 +65,8 @@ from tagger.server_reload import ModelHolder, ModelSource, warm_up
 from tagger.server_streams import OpenStreams
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
 
-__all__ = ["SERVICE_NAME", "TaggerServer", "TopicTaggerServicer", "make_holder", "running", "serve"]
+__all__ = ["SERVICE_NAME", "TaggerServer", "TopicTaggerServicer", "make_holder", "plaintext_warning", "running",
+           "serve"]
 
 log = logging.getLogger("tagger.server")
 
@@ -476,6 +477,15 @@ class TaggerServer:
             self._metrics_http.server_close()
 
 
+def plaintext_warning(config: ServeConfig) -> str | None:
+    """The start-up warning for a server without TLS on an address other machines can reach, else None."""
+    if config.tls_cert is not None or is_loopback(config.host):
+        return None
+    return (f"serving PLAINTEXT on {config.host}, which is not a loopback address: requests, results and tokens "
+            "cross the network unencrypted; give --tls-cert and --tls-key (or keep --host 127.0.0.1 behind a "
+            "TLS-terminating proxy or mesh)")
+
+
 def _tokens(path: Path) -> list[str]:
     try:
         return read_tokens(path)
@@ -524,10 +534,9 @@ def serve(config: ServeConfig) -> int:
     check_metrics_port(config.metrics_address, config.metrics_port)  # before any worker: one clear error
     if config.token_file is not None:
         _tokens(config.token_file)  # an unreadable or empty token file is an error before anything starts
-    if config.tls_cert is None and not is_loopback(config.host):
-        log.warning("serving PLAINTEXT on %s, which is not a loopback address: requests, results and tokens "
-                    "cross the network unencrypted; give --tls-cert and --tls-key (or keep --host 127.0.0.1 "
-                    "behind a TLS-terminating proxy or mesh)", config.host)
+    warning = plaintext_warning(config)
+    if warning:
+        log.warning(warning)
     stop = threading.Event()
     loading = [True]
 

@@ -198,8 +198,19 @@ def test_cli_tag_server_matches_local(server: TaggerServer, shared_dir: Path,
     assert {t["topic"] for t in remote["topics"]} == MISSION
     assert remote["scores"] == pytest.approx(local["scores"], abs=1e-4)
     assert remote["model_version"] == local["model_version"] and remote["dropped_tags"] == local["dropped_tags"]
+
+
+def test_cli_tag_server_fails_fast_when_nothing_listens(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14: nothing on the port is a one-line error at once, not ~30 s of silent retrying."""
+    seed = str(shared_dir / "examples" / "seed-article.txt")
+    t0 = time.monotonic()
     assert cli_main(["tag", "--server", "127.0.0.1:1", seed]) == 2
-    assert "UNAVAILABLE" in capsys.readouterr().err
+    elapsed = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot connect to 127.0.0.1:1" in err, err
+    assert elapsed < 10, elapsed  # the default --timeout is 30 s: a refused connection must not wait for it
+    assert cli_main(["tag", "--server", "127.0.0.1:1", "--timeout", "0", seed]) == 2
+    assert "--timeout must be > 0" in capsys.readouterr().err
 
 
 def test_cli_tag_server_tags_lone_surrogates_like_local(server: TaggerServer, tmp_path: Path,
