@@ -230,3 +230,27 @@ def test_cli_tag_server_tags_lone_surrogates_like_local(server: TaggerServer, tm
     for g, w in zip(got, want, strict=True):
         assert g["scores"] == pytest.approx(w.pop("scores"), abs=1e-4)
         assert g | {"scores": None} == w | {"scores": None}
+
+
+def test_round_robin_spreads_calls_over_every_address(loaded: LoadedModel) -> None:
+    """A headless Kubernetes Service resolves to one address per pod; with round_robin the client sends
+    calls to all of them, with pick_first (gRPC's default) to one. Two servers stand in for two pods."""
+    cfg = config()
+    with running(cfg, make_holder(cfg, loaded)) as a, running(cfg, make_holder(cfg, loaded)) as b:
+        target = f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}"
+
+        def served(srv: TaggerServer) -> float:
+            return srv.metrics.registry.get_sample_value("tagger_grpc_requests_total",
+                                                         {"method": "Tag", "code": "OK"}) or 0.0
+
+        with TaggerClient(target, load_balancing="round_robin", timeout=20) as client:
+            for _ in range(20):
+                client.tag({"text": "خبر"})
+        assert served(a) >= 5 and served(b) >= 5, (served(a), served(b))
+        before = served(a), served(b)
+        with TaggerClient(target, timeout=20) as client:
+            for _ in range(20):
+                client.tag({"text": "خبر"})
+        assert sorted([served(a) - before[0], served(b) - before[1]]) == [0, 20]
+        with TaggerClient(f"dns:///localhost:{a.port}", load_balancing="round_robin", timeout=20) as client:
+            assert client.tag({"text": "خبر"}).model_version
