@@ -81,6 +81,9 @@ class ServeConfig:
     max_connection_age: float = _opt("seconds before a client connection is asked to reconnect (GOAWAY, then "
                                      "--grace to finish), so connections spread again over restarted workers and "
                                      "new pods (0 = never)", float, default=30.0)
+    coalesce: bool = _opt("tag concurrent single-document calls (Tag, TagStream messages) together in one "
+                          "batch as they arrive, without waiting for more (--no-coalesce: one at a time)", _bool,
+                          default=True)
     tls_cert: Path | None = _opt("PEM certificate chain: serve TLS (with --tls-key)", Path, default=None)
     tls_key: Path | None = _opt("PEM private key of --tls-cert", Path, default=None)
     tls_client_ca: Path | None = _opt("PEM CA bundle: require client certificates signed by it (mutual TLS)", Path,

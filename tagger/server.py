@@ -60,6 +60,7 @@ from tagger.server_metrics import (
     use_multiprocess_dir,
 )
 from tagger.server_admission import AdmissionInterceptor, DocumentBudget, Lane
+from tagger.server_coalesce import Coalescer
 from tagger.server_auth import AuthInterceptor, is_loopback, read_tokens, server_credentials
 from tagger.server_reload import ModelHolder, ModelSource, warm_up
 from tagger.server_streams import OpenStreams
@@ -130,6 +131,7 @@ class TopicTaggerServicer:
         self.stopping = stopping
         self.lanes = lanes or Lanes(config)
         self.budget = DocumentBudget(config.inflight_document_limit)
+        self.coalescer = Coalescer() if config.coalesce else None
         self.streams = OpenStreams(config.stream_limit, config.stream_idle_timeout)
         self.limits = pb.ServerLimits(
             max_batch_documents=config.max_batch, max_chars=config.max_chars,
@@ -182,14 +184,29 @@ class TopicTaggerServicer:
             self.metrics.truncated.inc(truncated)
         return out
 
+    def _tag_one(self, tagger: Tagger, doc: Document, options: TagOptions, context: grpc.ServicerContext,
+                 where: str) -> TagResult:
+        """One document, tagged together with other threads' single documents (server_coalesce)."""
+        if not context.is_active():
+            raise _Fail(_gone_code(context), "the caller stopped waiting")
+        try:
+            if self.coalescer is not None:
+                result = self.coalescer.tag(tagger, doc, options)
+            else:
+                [result] = tagger.tag_many([doc], options)
+        except InvalidDocumentError as e:
+            raise _Fail(_INVALID, f"{where}{e}") from None
+        if result.truncated:
+            self.metrics.truncated.inc()
+        return result
+
     # ---------------------------------------------------------------- RPCs
     def Tag(self, request: pb.TagRequest, context: grpc.ServicerContext) -> pb.TagResponse:
         self._parsed(request)
         tagger = self._tagger()
         options, include_scores = self._options(tagger, request.options)
         doc = self._document(request.document, "document: ")
-        [result] = self._tag(tagger, [doc], options, context, lambda i: "")
-        return result_to_pb(result, include_scores)
+        return result_to_pb(self._tag_one(tagger, doc, options, context, ""), include_scores)
 
     def TagBatch(self, request: pb.TagBatchRequest, context: grpc.ServicerContext) -> pb.TagBatchResponse:
         self._parsed(request)
@@ -225,8 +242,7 @@ class TopicTaggerServicer:
                 tagger = self._tagger()  # per message: a long stream follows reloads
                 options, include_scores = self._options(tagger, request.options)
                 doc = self._document(request.document, where)
-                [result] = self._tag(tagger, [doc], options, context, lambda i, w=where: w)
-                yield result_to_pb(result, include_scores)
+                yield result_to_pb(self._tag_one(tagger, doc, options, context, where), include_scores)
                 if self.stopping.is_set():
                     raise _Fail(grpc.StatusCode.UNAVAILABLE,
                                 f"server is shutting down after {n + 1} responses; resend the unanswered requests")
