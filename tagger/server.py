@@ -59,7 +59,7 @@ from tagger.server_metrics import (
     serve_metrics,
     use_multiprocess_dir,
 )
-from tagger.server_admission import AdmissionInterceptor, DocumentBudget, Lane
+from tagger.server_admission import AdmissionInterceptor, BigRequests, DocumentBudget, Lane
 from tagger.server_coalesce import Coalescer
 from tagger.server_auth import AuthInterceptor, is_loopback, read_tokens, server_credentials
 from tagger.server_reload import ModelHolder, ModelSource, warm_up
@@ -76,6 +76,8 @@ HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full
 METHODS = ("Tag", "TagBatch", "TagStream", "ListTopics", "GetModelInfo")
 # Documents tagged between checks that the caller is still waiting (deadline, cancellation).
 _CHUNK = 64
+# A TagBatch request this large (bytes) leaves enough freed heap behind to be worth a malloc_trim.
+_BIG_REQUEST = 8 << 20
 _OK = grpc.StatusCode.OK
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -132,6 +134,7 @@ class TopicTaggerServicer:
         self.lanes = lanes or Lanes(config)
         self.budget = DocumentBudget(config.inflight_document_limit)
         self.coalescer = Coalescer() if config.coalesce else None
+        self.big_requests = BigRequests(_BIG_REQUEST)
         self.streams = OpenStreams(config.stream_limit, config.stream_idle_timeout)
         self.limits = pb.ServerLimits(
             max_batch_documents=config.max_batch, max_chars=config.max_chars,
@@ -221,13 +224,17 @@ class TopicTaggerServicer:
                         f"this server worker is busy: {self.budget.in_use} documents are being tagged and "
                         f"{n} more would go over its limit of {self.budget.limit} (--max-inflight-documents); "
                         "retry with backoff, or send smaller batches")
+        big = n > 0 and self.big_requests.start(request.ByteSize())
         try:
             docs = [self._document(d, f"documents[{i}]: ") for i, d in enumerate(request.documents)]
             results = self._tag(tagger, docs, options, context, lambda i: f"documents[{i}]: ")
+            del docs
+            self.metrics.batch_size.observe(n)  # batches tagged; a refused one is in tagger_grpc_requests_total
+            return pb.TagBatchResponse(results=[result_to_pb(r, include_scores) for r in results])
         finally:
             self.budget.give_back(n)
-        self.metrics.batch_size.observe(n)  # batches tagged; a refused one is in tagger_grpc_requests_total
-        return pb.TagBatchResponse(results=[result_to_pb(r, include_scores) for r in results])
+            if big:
+                self.big_requests.end()
 
     def TagStream(self, requests: Iterator[pb.TagRequest], context: grpc.ServicerContext) -> Iterator[pb.TagResponse]:
         stream = self.streams.open(context)
