@@ -84,6 +84,8 @@ class ServeConfig:
     coalesce: bool = _opt("tag concurrent single-document calls (Tag, TagStream messages) together in one "
                           "batch as they arrive, without waiting for more (--no-coalesce: one at a time)", _bool,
                           default=True)
+    health_port: int = _opt("also serve grpc.health.v1 alone, in plaintext, on this port of --host: for probes that "
+                            "cannot speak TLS, such as Kubernetes' grpc probe (0 = no such port)", int, default=0)
     tls_cert: Path | None = _opt("PEM certificate chain: serve TLS (with --tls-key)", Path, default=None)
     tls_key: Path | None = _opt("PEM private key of --tls-cert", Path, default=None)
     tls_client_ca: Path | None = _opt("PEM CA bundle: require client certificates signed by it (mutual TLS)", Path,
@@ -151,6 +153,8 @@ class ServeConfig:
              "must be a number >= 0"),
             (lambda: 0 <= self.metrics_port <= 65535, "metrics_port", "must be in 0..65535"),
             (lambda: self.batch_threads >= 0, "batch_threads", "must be >= 0"),
+            (lambda: 0 <= self.health_port <= 65535 and (self.health_port == 0 or self.health_port != self.port),
+             "health_port", "must be in 0..65535 and differ from --port"),
             (lambda: self.max_inflight_documents == 0 or self.max_inflight_documents >= self.max_batch,
              "max_inflight_documents", f"must be 0 or >= --max-batch ({self.max_batch}), or a full batch could "
                                        "never run"),

@@ -397,6 +397,7 @@ class TaggerServer:
         self._serve_metrics = serve_metrics
         self._metrics_http: Any = None
         self._server: grpc.Server | None = None
+        self._health_server: grpc.Server | None = None
         self.port = 0
         self.metrics_port = 0
 
@@ -443,11 +444,28 @@ class TaggerServer:
             raise OSError(f"cannot listen on {address}")
         server.start()
         self._server = server
+        if cfg.health_port:
+            self._health_server = self._start_health_port()
         if self._serve_metrics and cfg.metrics_port:
             self._metrics_http, _ = serve_metrics(self.metrics.collector_registry(), cfg.metrics_address,
                                                   cfg.metrics_port)
             self.metrics_port = self._metrics_http.server_port
         return self.port
+
+    def _start_health_port(self) -> grpc.Server:
+        """A plaintext server of grpc.health.v1 only (no tagging, nothing secret), for TLS-less probes."""
+        cfg = self.config
+        server = grpc.server(self.lanes.control, options=[("grpc.so_reuseport", 1)])
+        self._add_health(server)
+        address = f"{cfg.host}:{cfg.health_port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise OSError(f"cannot listen on {address} (--health-port): {e}") from e
+        if not bound:
+            raise OSError(f"cannot listen on {address} (--health-port)")
+        server.start()
+        return server
 
     def _add_health(self, server: grpc.Server) -> None:
         """grpc.health.v1.Health, with Check on the control lane: a probe never waits behind tagging."""
@@ -494,6 +512,8 @@ class TaggerServer:
         self.servicer.streams.stop()
         if done is not None:
             done.wait()
+        if self._health_server is not None:
+            self._health_server.stop(0).wait()
         self.lanes.shutdown()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()

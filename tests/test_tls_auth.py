@@ -218,3 +218,23 @@ def test_token_file_errors_are_clear(tmp_path: Path, loaded: LoadedModel, caplog
 @pytest.fixture(scope="module")
 def seed(shared_dir: Path) -> str:
     return (shared_dir / "examples" / "seed-article.txt").read_text(encoding="utf-8")
+
+
+def test_a_plaintext_health_port_for_probes_serves_health_only(loaded: LoadedModel, certs: Certs,
+                                                               token_file: Path) -> None:
+    """Kubernetes' grpc probe speaks neither TLS nor tokens: --health-port answers it, and nothing else."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        health_port = s.getsockname()[1]
+    cfg = config(tls_cert=certs.server[0], tls_key=certs.server[1], token_file=token_file, health_port=health_port)
+    with running(cfg, make_holder(cfg, loaded)) as srv, grpc.insecure_channel(f"127.0.0.1:{health_port}") as ch:
+        status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        stub = pb_grpc.TopicTaggerStub(ch)
+        assert code_of(stub.Tag, pb.TagRequest(document=pb.Document(text="خبر")), timeout=10,
+                       metadata=(("authorization", f"Bearer {TOKEN}"),)) == grpc.StatusCode.UNIMPLEMENTED
+        assert code_of(ProtoReflectionDescriptorDatabase(ch).get_services) == grpc.StatusCode.UNIMPLEMENTED
+        srv.stop(0)
+        # Stopping the server stops its probe port too.
+        assert code_of(health_pb2_grpc.HealthStub(ch).Check, health_pb2.HealthCheckRequest(), timeout=2) in (
+            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
