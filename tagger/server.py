@@ -51,17 +51,17 @@ from tagger.grpc_wire import (
     topics_pb,
 )
 from tagger.paths import default_model_root
+from tagger.server_admission import AdmissionInterceptor, BigRequests, DocumentBudget, Lane
+from tagger.server_auth import AuthInterceptor, is_loopback, read_tokens, server_credentials
+from tagger.server_coalesce import Coalescer
 from tagger.server_metrics import (
     ServerMetrics,
     check_metrics_port,
     mark_process_dead,
-    worker_restarts_counter,
     serve_metrics,
     use_multiprocess_dir,
+    worker_restarts_counter,
 )
-from tagger.server_admission import AdmissionInterceptor, BigRequests, DocumentBudget, Lane
-from tagger.server_coalesce import Coalescer
-from tagger.server_auth import AuthInterceptor, is_loopback, read_tokens, server_credentials
 from tagger.server_reload import ModelHolder, ModelSource, warm_up
 from tagger.server_streams import OpenStreams
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult

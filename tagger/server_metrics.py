@@ -117,7 +117,8 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[ob
 
 
 def _port_error(host: str, port: int, e: OSError) -> OSError:
-    return OSError(f"cannot serve metrics on {host}:{port} (--metrics-port): {e.strerror or e}")
+    shown = f"[{host}]" if ":" in host else host
+    return OSError(f"cannot serve metrics on {shown}:{port} (--metrics-port): {e.strerror or e}")
 
 
 def check_metrics_port(host: str, port: int) -> None:
