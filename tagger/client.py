@@ -10,7 +10,9 @@ restarting, a worker or the whole server shutting down, connection refused) is r
 exponential backoff until that deadline (or ``retries`` times, if given): every tagger RPC is
 idempotent. So is CANCELLED, which this client never causes itself: a shutting-down gRPC server
 cancels the calls it had received but not yet started (grpc/grpc#41785) instead of answering
-UNAVAILABLE, and the server cancels a stream left idle past its ``--stream-idle-timeout``.
+UNAVAILABLE, and the server cancels a stream left idle past its ``--stream-idle-timeout``. So is
+RESOURCE_EXHAUSTED when the server marks it "busy" (trailing metadata ``tagger-retry-after-ms``: it shed
+load), after at least that pause; a message over the size limit is not retried.
 ``tag_stream`` also survives a server shutting down mid-stream: it resends the documents that were
 sent but not yet answered, so each document is answered exactly once and in order. Other errors
 raise :class:`grpc.RpcError` (``.code()``, ``.details()``).
@@ -56,6 +58,25 @@ __all__ = ["DocumentLike", "RemoteTagger", "TaggerClient"]
 T = TypeVar("T")
 # Codes that mean "not handled, try again" (see the module docstring for CANCELLED).
 RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+# A RESOURCE_EXHAUSTED carrying this trailing metadata means "busy, retry after N ms" (the server shed
+# load); without it (a message over the size limit) retrying cannot help.
+RETRY_AFTER_KEY = "tagger-retry-after-ms"
+
+
+def _retry_after(error: grpc.RpcError) -> float | None:
+    """Seconds to wait before retrying ``error``, or None if it is not worth retrying."""
+    code = error.code()
+    if code in RETRY_CODES:
+        return 0.0
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        trailing = getattr(error, "trailing_metadata", lambda: None)() or ()
+        for key, value in trailing:
+            if key == RETRY_AFTER_KEY:
+                try:
+                    return max(0.0, float(value) / 1000)
+                except ValueError:
+                    return None
+    return None
 _END = object()
 
 
@@ -157,7 +178,7 @@ class TaggerClient:
         with self._lock:
             return self._stubs[next(self._next)]
 
-    def _sleep_before_retry(self, attempt: int, deadline: float) -> bool:
+    def _sleep_before_retry(self, attempt: int, deadline: float, at_least: float = 0.0) -> bool:
         """Back off before retry ``attempt`` (1-based); False if retries (when counted) or time are used up.
 
         By default only the deadline limits retries: a server restart takes seconds (the model loads
@@ -165,7 +186,7 @@ class TaggerClient:
         """
         if self.retries is not None and attempt > self.retries:
             return False
-        pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        pause = max(at_least, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
         if time.monotonic() + pause >= deadline:
             return False
         time.sleep(pause)
@@ -177,7 +198,8 @@ class TaggerClient:
             try:
                 return call(self._stub(), max(0.0, deadline - time.monotonic()))
             except grpc.RpcError as e:
-                if e.code() not in RETRY_CODES or not self._sleep_before_retry(attempt, deadline):
+                wait = _retry_after(e)
+                if wait is None or not self._sleep_before_retry(attempt, deadline, wait):
                     raise
         raise AssertionError("unreachable")
 
@@ -244,7 +266,7 @@ class TaggerClient:
                     return
                 # The server ended the stream with documents unanswered: send them again.
             except grpc.RpcError as e:
-                if e.code() not in RETRY_CODES:
+                if _retry_after(e) is None:
                     raise
                 error = e
             attempt += 1

@@ -51,7 +51,7 @@ from tagger.grpc_wire import (
     topics_pb,
 )
 from tagger.paths import default_model_root
-from tagger.server_admission import AdmissionInterceptor, BigRequests, DocumentBudget, Lane
+from tagger.server_admission import BUSY, AdmissionInterceptor, BigRequests, DocumentBudget, Lane
 from tagger.server_auth import AuthInterceptor, is_loopback, read_tokens, server_credentials
 from tagger.server_coalesce import Coalescer
 from tagger.server_metrics import (
@@ -85,10 +85,11 @@ _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 class _Fail(Exception):
     """Ends an RPC with this status; raised by handlers, turned into context.abort by _instrumented."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, trailing: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.trailing = trailing
 
 
 def _gone_code(context: grpc.ServicerContext) -> grpc.StatusCode:
@@ -223,7 +224,7 @@ class TopicTaggerServicer:
             raise _Fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"this server worker is busy: {self.budget.in_use} documents are being tagged and "
                         f"{n} more would go over its limit of {self.budget.limit} (--max-inflight-documents); "
-                        "retry with backoff, or send smaller batches")
+                        "retry with backoff, or send smaller batches", BUSY)
         big = n > 0 and self.big_requests.start(request.ByteSize())
         try:
             docs = [self._document(d, f"documents[{i}]: ") for i, d in enumerate(request.documents)]
@@ -241,7 +242,7 @@ class TopicTaggerServicer:
         if stream is None:  # each open stream holds a thread: the rest are kept for other calls
             raise _Fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"{self.streams.limit} streams are already open on this server worker (--max-streams); "
-                        f"retry later, or send documents with TagBatch")
+                        f"retry later, or send documents with TagBatch", BUSY)
         try:
             for n, request in enumerate(self.streams.watch(stream, requests)):
                 where = f"stream message {n}: "
@@ -277,6 +278,8 @@ class TopicTaggerServicer:
 
         def abort(context: grpc.ServicerContext, e: Exception) -> NoReturn:
             if isinstance(e, _Fail):
+                if e.trailing:
+                    context.set_trailing_metadata(e.trailing)
                 context.abort(e.code, e.message)
             log.exception("%s failed", method)
             context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__}); see the server log")

@@ -34,7 +34,11 @@ from typing import Any
 
 import grpc
 
-__all__ = ["AdmissionInterceptor", "BigRequests", "DocumentBudget", "Lane", "rejecting_handler"]
+__all__ = ["BUSY", "AdmissionInterceptor", "BigRequests", "DocumentBudget", "Lane", "rejecting_handler"]
+
+# Trailing metadata of a refusal because the worker is busy (not because the request is wrong or too big):
+# the client may retry after this many milliseconds (tagger.client does, within its deadline).
+BUSY = (("tagger-retry-after-ms", "50"),)
 
 
 class Lane(futures.ThreadPoolExecutor):
@@ -98,10 +102,13 @@ class DocumentBudget:
             self.in_use -= n
 
 
-def rejecting_handler(code: grpc.StatusCode, message: str, pool: futures.ThreadPoolExecutor) -> grpc.RpcMethodHandler:
-    """A handler that answers ``code`` on ``pool`` without reading the request (whatever the RPC's arity:
-    a request-streaming handler is never made to read its first message)."""
+def rejecting_handler(code: grpc.StatusCode, message: str, pool: futures.ThreadPoolExecutor,
+                      trailing: tuple[tuple[str, str], ...] = ()) -> grpc.RpcMethodHandler:
+    """A handler that answers ``code`` (with ``trailing`` metadata) on ``pool`` without reading the request
+    (whatever the RPC's arity: a request-streaming handler is never made to read its first message)."""
     def reject(_requests: Any, context: grpc.ServicerContext) -> Any:
+        if trailing:
+            context.set_trailing_metadata(trailing)
         context.abort(code, message)
 
     reject.experimental_thread_pool = pool  # type: ignore[attr-defined]
@@ -143,7 +150,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"this server worker is busy: {lane.limit} {lane.name} calls are already waiting or running "
                 f"({self.hints.get(lane.name, 'its limit')}); retry with backoff",
-                self.reject_pool)
+                self.reject_pool, BUSY)
         return refusal
 
 

@@ -106,3 +106,28 @@ def test_admission_and_security_settings_are_checked(changes: dict, needle: str)
         ServeConfig(**changes).validate()
     defaults = ServeConfig(threads=16, max_batch=1000)
     assert (defaults.batch_thread_count, defaults.inflight_document_limit) == (4, 2000)
+
+
+def test_the_client_retries_a_busy_refusal_but_not_an_oversized_message(loaded) -> None:
+    """RESOURCE_EXHAUSTED means two things: 'busy, retry' (marked with tagger-retry-after-ms) and
+    'too big' (gRPC's own message limit). tagger.client retries only the first, within its deadline."""
+    from tagger.client import TaggerClient
+    from tagger.server import make_holder, running
+
+    cfg = ServeConfig(host="127.0.0.1", port=0, workers=1, threads=4, metrics_port=0, reload_interval=0, grace=1,
+                      max_batch=10, max_inflight_documents=10, max_message_mb=0.05)
+    with running(cfg, make_holder(cfg, loaded)) as srv:
+        budget = srv.servicer.budget
+        assert budget.take(10)  # the worker is "busy": every document of its budget is taken
+        threading.Timer(0.5, budget.give_back, args=(10,)).start()
+        with TaggerClient(f"127.0.0.1:{srv.port}", timeout=20) as client:
+            t0 = time.monotonic()
+            results = client.tag_batch([{"id": str(i), "text": "خبر"} for i in range(3)])
+            assert [r.id for r in results] == ["0", "1", "2"] and time.monotonic() - t0 >= 0.4
+            refused = srv.metrics.registry.get_sample_value(
+                "tagger_grpc_requests_total", {"method": "TagBatch", "code": "RESOURCE_EXHAUSTED"})
+            assert refused and refused >= 2  # refused while busy, retried, then answered
+            t0 = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                client.tag({"text": "ا" * 60_000})  # over the 0.05 MB message limit
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() - t0 < 5
