@@ -86,6 +86,9 @@ class ServeConfig:
                           default=True)
     health_port: int = _opt("also serve grpc.health.v1 alone, in plaintext, on this port of --host: for probes that "
                             "cannot speak TLS, such as Kubernetes' grpc probe (0 = no such port)", int, default=0)
+    model_public_key: Path | None = _opt(
+        "PEM ed25519 public key, kept outside the model folder: serve only versions whose manifest.json has a valid "
+        "detached signature (manifest.json.sig) by its private key", Path, default=None)
     tls_cert: Path | None = _opt("PEM certificate chain: serve TLS (with --tls-key)", Path, default=None)
     tls_key: Path | None = _opt("PEM private key of --tls-cert", Path, default=None)
     tls_client_ca: Path | None = _opt("PEM CA bundle: require client certificates signed by it (mutual TLS)", Path,

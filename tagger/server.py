@@ -365,7 +365,13 @@ def make_holder(config: ServeConfig, loaded: LoadedModel | None = None) -> Model
         source, lambda m: Tagger(m, max_chars=config.max_chars, on_too_long=config.on_too_long),
         interval=config.reload_interval,
     )
+    if config.model_public_key is not None:
+        from tagger.server_trust import ManifestVerifier  # cryptography loads only when signatures are on
+
+        holder.verifier = ManifestVerifier(config.model_public_key)
     if loaded is not None:
+        if holder.verifier is not None:
+            holder.verifier.check_loaded(holder.verifier.verify(loaded.path), loaded.manifest, loaded.path)
         holder.current = holder.make_tagger(loaded)
     return holder
 
