@@ -143,7 +143,8 @@ def test_serve_with_its_metrics_port_taken_is_one_clear_error() -> None:
             p = tagger("serve", "--port", "0", "--workers", workers, "--metrics-port", str(port))
             err = p.stderr.decode().strip()
             assert p.returncode == 2 and err == (
-                f"tagger serve: error: cannot serve metrics on 0.0.0.0:{port} (--metrics-port): Address already in use"
+                # Metrics listen where gRPC does (--host, default [::]) unless --metrics-host says otherwise.
+                f"tagger serve: error: cannot serve metrics on [::]:{port} (--metrics-port): Address already in use"
             ), err
 
 
