@@ -19,6 +19,7 @@ COMMANDS = {
     "retrain": "Retrain with new data and promote only if not worse",
     "spark-tag": "Tag a parquet/JSONL dataset on Spark",
     "split-by-date": "Split JSONL articles at a publication date",
+    "sign-model": "Sign a model version's manifest (ed25519) for serve --model-public-key",
 }
 
 
