@@ -316,7 +316,9 @@ def run_batch(cfg: BatchConfig, loaded: LoadedModel | None = None, log: Callable
             # An input that stops being readable part-way (a truncated .gz): what came before it is
             # written and checkpointed, and the message names the input.
             sink.checkpoint()
-            raise BatchError(f"{e} (the {sink.state.counts.read:,} records before it are written)") from e
+            c = sink.state.counts
+            raise BatchError(f"{e} (the {c.read:,} records read before it are written: {c.tagged:,} tagged, "
+                             f"{c.rejected:,} rejected)") from e
         except BaseException:
             # Ctrl-C or an error: keep what was written in order, so --resume continues from here.
             try:
@@ -354,14 +356,22 @@ def _pipeline(
     with ctx.Pool(cfg.n_process, initializer=_init_worker, initargs=init) as pool:
         pending: deque[tuple[Any, Position]] = deque()
         limit = 3 * cfg.n_process
-        for chunk, position in chunks:
-            pending.append((pool.apply_async(_work, (chunk,)) if chunk is not None else None, position))
-            while len(pending) >= limit:
-                fut, pos = pending.popleft()
-                yield (fut.get() if fut is not None else None), pos
+        broken: InputError | None = None
+        try:
+            for chunk, position in chunks:
+                pending.append((pool.apply_async(_work, (chunk,)) if chunk is not None else None, position))
+                while len(pending) >= limit:
+                    fut, pos = pending.popleft()
+                    yield (fut.get() if fut is not None else None), pos
+        except InputError as e:
+            # An input broke part-way: the chunks already in flight were read before the break, so
+            # they are written (below) before the run stops.
+            broken = e
         while pending:
             fut, pos = pending.popleft()
             yield (fut.get() if fut is not None else None), pos
+        if broken is not None:
+            raise broken
 
 
 def _progress(enabled: bool, initial: int):
