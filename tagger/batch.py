@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -281,10 +281,14 @@ def run_batch(cfg: BatchConfig, loaded: LoadedModel | None = None, log: Callable
     try:
         sink = OutputSink.open(
             cfg.output, cfg.rejects_path, cfg.checkpoint_path, run_identity(specs, loaded, cfg),
-            resume=cfg.resume, force=cfg.force,
+            resume=cfg.resume, force=cfg.force, names=[s.source for s in specs],
         )
     except SinkError as e:
         raise BatchError(str(e)) from e
+    if len(sink.state.names) == len(specs):
+        # The identity matched (same files, however spelled): name them as the run being continued did,
+        # so its reject lines do not mix ``in.jsonl`` and ``/data/in.jsonl``.
+        specs = [replace(s, name=n) for s, n in zip(specs, sink.state.names)]
     with sink:
         if sink.state.complete:
             c = sink.state.counts

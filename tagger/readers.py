@@ -75,6 +75,7 @@ class InputSpec:
     path: str
     format: str
     is_dir: bool = False
+    name: str | None = None  # how reject lines name the input, if not as ``path`` (a resumed run's first spelling)
 
     @property
     def label(self) -> str:
@@ -84,7 +85,7 @@ class InputSpec:
     @property
     def source(self) -> str:
         """The input as named in reject lines and error messages."""
-        return "stdin" if self.path == "-" else self.path
+        return self.name if self.name is not None else "stdin" if self.path == "-" else self.path
 
 
 @dataclass

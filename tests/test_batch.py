@@ -408,3 +408,82 @@ def test_a_damaged_compressed_csv_keeps_the_rows_before_the_break(
     assert len(tagged) + len(rejects) == len(rows) > 256  # more than the chunks written whole
     assert [r["reason"] for r in rejects] == ["invalid_csv"] and "cut short" in rejects[0]["detail"]
     assert [t["id"] for t in tagged] == [r[0] for r in rows[: len(tagged)]]
+
+
+# ------------------------------------------------------------------------ resume, spelled differently
+@pytest.mark.parametrize("first, second", [("relative", "absolute"), ("absolute", "relative")])
+def test_resume_writes_the_same_bytes_however_the_input_path_is_spelled(
+    tmp_path: Path, loaded: LoadedModel, articles: list[dict], monkeypatch: pytest.MonkeyPatch, first: str, second: str
+) -> None:
+    """Issue 15, defect 6: a run started as ``in.jsonl`` and resumed as ``/abs/in.jsonl`` (or the other
+    way) is the same input (the checkpoint identifies it by its absolute path), and its reject lines
+    keep the first run's spelling: output and rejects equal an uninterrupted run's, byte for byte."""
+    from tagger.writers import OutputSink
+
+    monkeypatch.chdir(tmp_path)
+    _mixed_input(tmp_path, articles)  # 300 records, 9 of them rejected, spread over the file
+    spelled = {"relative": "in.jsonl", "absolute": str(tmp_path / "in.jsonl")}
+    clean = tmp_path / "clean.jsonl"
+    run_batch(BatchConfig(inputs=(spelled[first],), output=clean, chunk_size=16), loaded)
+    clean_rejects = Path(f"{clean}.rejects.jsonl").read_bytes()
+    assert clean_rejects.count(b"\n") == 9 and json.dumps(spelled[first]).encode() in clean_rejects
+
+    out = tmp_path / "out.jsonl"
+    write, calls = OutputSink.write, []
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C after 5 chunks
+        calls.append(1)
+        if len(calls) > 5:
+            raise KeyboardInterrupt
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutputSink, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(BatchConfig(inputs=(spelled[first],), output=out, chunk_size=16), loaded)
+    monkeypatch.setattr(OutputSink, "write", write)
+    assert 0 < read_lines(Path(f"{out}.rejects.jsonl")).__len__() < 9  # some rejects before the stop, some after
+
+    stats = run_batch(BatchConfig(inputs=(spelled[second],), output=out, chunk_size=16, resume=True), loaded)
+    assert stats.this_run == 300 - 80
+    assert out.read_bytes() == clean.read_bytes()
+    assert Path(f"{out}.rejects.jsonl").read_bytes() == clean_rejects
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary_file(
+    tmp_path: Path, loaded: LoadedModel, articles: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, defect 7: the disk fills while the checkpoint is written (simulated: half the JSON
+    goes out, then ENOSPC). The run fails with that error, the previous checkpoint stays intact, no
+    ``checkpoint.json.tmp`` is left, and --resume then finishes with an uninterrupted run's bytes."""
+    import errno
+
+    import tagger.writers as writers
+
+    src = _mixed_input(tmp_path, articles)
+    clean = tmp_path / "clean.jsonl"
+    run_batch(BatchConfig(inputs=(str(src),), output=clean, chunk_size=16), loaded)
+
+    out = tmp_path / "out.jsonl"
+    dump, calls = writers.json.dump, []
+
+    def disk_full(obj, f, **kw):
+        calls.append(1)
+        if len(calls) < 3:  # the first checkpoint (at the start) and one more go through
+            return dump(obj, f, **kw)
+        text = json.dumps(obj, **kw)
+        f.write(text[: len(text) // 2])
+        f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers.json, "dump", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out, chunk_size=16, checkpoint_seconds=0), loaded)
+    monkeypatch.setattr(writers.json, "dump", dump)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == [
+        "out.jsonl", "out.jsonl.checkpoint.json", "out.jsonl.rejects.jsonl"]
+    kept = json.loads(Path(f"{out}.checkpoint.json").read_text("utf-8"))
+    assert kept["counts"]["read"] == 16 and not kept["complete"]  # the last checkpoint that was written whole
+
+    run_batch(BatchConfig(inputs=(str(src),), output=out, chunk_size=16, resume=True), loaded)
+    assert out.read_bytes() == clean.read_bytes()
+    assert Path(f"{out}.rejects.jsonl").read_bytes() == Path(f"{clean}.rejects.jsonl").read_bytes()
