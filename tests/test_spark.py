@@ -213,7 +213,7 @@ def test_invalid_utf8_in_a_column_rejects_that_row_only(spark, tmp_path: Path, r
         sorted((r["reason"], r["detail"]) for r in cli_rej) == sorted([
             ("invalid_utf8", "invalid UTF-8 at byte 29 of the line"),
             ("not_an_object", "expected a JSON object, got list"),
-            ("invalid_json", "invalid JSON (Invalid control character at at column 19)")])
+            ("invalid_json", "invalid JSON (Invalid control character at column 19)")])
 
 
 def test_a_non_string_text_column_is_refused_up_front(spark, tmp_path: Path, loaded: LoadedModel, capsys) -> None:

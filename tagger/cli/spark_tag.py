@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tagger.cli import CLIError
+from tagger.cli import CLIError, positive_int
 from tagger.cli._common import add_model_option, load
 from tagger.readers import Fields
 from tagger.tagger import DEFAULT_MAX_CHARS, TagOptions
@@ -37,7 +37,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", nargs="+", default=[], metavar="COLUMN", help="input columns copied to the output")
     p.add_argument("--explain", action="store_true", help="add the n-grams behind each chosen topic")
     p.add_argument("--threshold", type=float, default=None, help="one threshold for every topic (0-1)")
-    p.add_argument("--top-k", type=int, default=None, help="keep at most k topics per document")
+    p.add_argument("--top-k", type=positive_int, default=None, help="keep at most k topics per document (k >= 1)")
     p.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="longer documents are rejected")
     p.add_argument("--partitions", type=int, default=None, help="repartition the input first (spread the work)")
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
