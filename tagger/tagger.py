@@ -11,6 +11,7 @@ from typing import Final
 import numpy as np
 
 from tagger.artifacts import LoadedModel
+from tagger.config import DEFAULT_MAX_CHARS
 from tagger.document import Document
 from tagger.features import Rows
 from tagger.kernels import choose_topics
@@ -19,8 +20,6 @@ from tagger.taxonomy import UnknownTopicError
 
 __all__ = ["Tagger", "TagOptions", "TagResult", "TopicScore", "InvalidDocumentError", "DEFAULT_MAX_CHARS"]
 
-#: Longest text scored as is; longer text is truncated (flagged) or rejected, by ``on_too_long``.
-DEFAULT_MAX_CHARS = 100_000
 #: Documents featurised and scored together by ``tag_many``: large enough to amortise the per-call
 #: work, small enough to bound its memory (~30 KB per typical article, ~2 MB at DEFAULT_MAX_CHARS).
 _CHUNK_DOCS = 512

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -93,9 +94,9 @@ def test_invalid_utf8_and_empty_input_are_reported(tmp_path: Path) -> None:
 
 def test_corrupt_model_is_refused_with_a_clear_message(tmp_path: Path, shared_dir: Path) -> None:
     src = resolve_model_dir(default_model_root())
-    dst = tmp_path / "m" / "1"
+    dst = tmp_path / src.parent.name / src.name
     shutil.copytree(src, dst)
-    with open(dst / "model.joblib", "ab") as f:
+    with open(dst / "model.npz", "ab") as f:
         f.write(b"tampered")
     p = tagger("tag", "--model", str(dst), str(shared_dir / "examples/seed-article.txt"))
     assert p.returncode == 2 and b"sha256 mismatch" in p.stderr and not p.stdout
@@ -233,3 +234,18 @@ def test_a_json_error_says_at_once(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr.decode()
     [reject] = [json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text("utf-8").splitlines()]
     assert reject["detail"] == "invalid JSON (Invalid control character at column 23)"
+
+
+def test_missing_training_data_says_where_the_default_comes_from(tmp_path: Path) -> None:
+    env = {**os.environ, "TAGGER_SHARED": str(tmp_path / "nowhere")}
+    for command in (["evaluate"], ["train", "--no-publish"], ["retrain", "--same-data", "--dry-run"]):
+        p = subprocess.run([sys.executable, "-m", "tagger", *command], capture_output=True, text=True, env=env,
+                           cwd=tmp_path)
+        err = p.stderr.strip()
+        assert p.returncode == 2 and len(err.splitlines()) == 1, (command, err)
+        assert f"{tmp_path / 'nowhere'}" in err and "set TAGGER_SHARED, or pass the path" in err, err
+    # Tagging needs no training data at all.
+    page = tmp_path / "page.txt"
+    page.write_text("فرضت الولايات المتحدة عقوبات جديدة على كوريا الشمالية", "utf-8")
+    p = subprocess.run([sys.executable, "-m", "tagger", "tag", str(page)], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr

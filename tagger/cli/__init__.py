@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": "Run the gRPC tagging service",
     "retrain": "Retrain with new data and promote only if not worse",
     "spark-tag": "Tag a parquet/JSONL dataset on Spark",
+    "split-by-date": "Split JSONL articles at a publication date",
 }
 
 
@@ -51,7 +52,10 @@ def positive_int(text: str) -> int:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from tagger import __version__
+
     parser = ArgumentParser(prog="tagger", description="Arabic-first news topic tagging.")
+    parser.add_argument("--version", action="version", version=f"tagger {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subparsers are ArgumentParser too
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
