@@ -175,8 +175,11 @@ def test_the_example_usage_error_is_exactly_one_line() -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    *[([name, *(["-i", "x", "-o", "y"] if name == "spark-tag" else []), "--no-such-option"],
-       f"tagger {name}: error: unrecognized arguments: --no-such-option") for name in COMMANDS],  # every command
+    # Every command, whatever it objects to first (an unknown option, or its required arguments missing).
+    *[([name, "--no-such-option"], f"tagger {name}: error: ") for name in COMMANDS],
+    (["tag", "x", "--no-such-option"], "tagger tag: error: unrecognized arguments: --no-such-option"),
+    (["spark-tag", "-i", "x", "-o", "y", "--no-such-option"],
+     "tagger spark-tag: error: unrecognized arguments: --no-such-option"),
     (["tag", "--max-chars", "many"], "tagger tag: error: argument --max-chars: invalid int value: 'many'"),
     (["tag", "--format", "xml"], "tagger tag: error: argument --format: invalid choice: 'xml'"),
     (["evaluate", "--gold"], "tagger evaluate: error: argument --gold: expected one argument"),
