@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from tagger.cli import CLIError, flush_stdout, stdout_errors
+from tagger.cli import CLIError, flush_stdout, positive_int, stdout_errors
 from tagger.cli._common import add_model_option, load
 from tagger.readers import (
     FORMATS,
@@ -37,7 +37,7 @@ def register(p: argparse.ArgumentParser) -> None:
     add_model_option(p)
     p.add_argument("--explain", action="store_true", help="add the n-grams behind each chosen topic")
     p.add_argument("--threshold", type=float, default=None, help="one threshold for every topic (0-1)")
-    p.add_argument("--top-k", type=int, default=None, help="keep at most k topics per document")
+    p.add_argument("--top-k", type=positive_int, default=None, help="keep at most k topics per document (k >= 1)")
 
     src = p.add_argument_group("input")
     src.add_argument("--input", "-i", dest="inputs", nargs="+", action="extend", default=[], metavar="PATH",
