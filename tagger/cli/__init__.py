@@ -18,6 +18,7 @@ COMMANDS = {
     "serve": "Run the gRPC tagging service",
     "retrain": "Retrain with new data and promote only if not worse",
     "spark-tag": "Tag a parquet/JSONL dataset on Spark",
+    "review": "The editors' review loop: web app, queue import, decisions export",
 }
 
 
