@@ -81,6 +81,7 @@ class ReviewApp:
         self.topic_names = {t.id: t.ar for t in taxonomy.topics if t.id in self.topics}
         self.jinja = Environment(loader=PackageLoader("tagger.review", "templates"),
                                  autoescape=select_autoescape(default=True, default_for_string=True))
+        self.jinja.filters["pct"] = lambda v: "n/a" if v is None else f"{v:.1%}"
 
     # -------------------------------------------------------------------------------- plumbing
     def _caller(self, request: Request) -> tuple[User, str | None] | None:
@@ -256,7 +257,7 @@ class ReviewApp:
         by_key = {(r["day"], r["model_version"]): r["topic_agreement"] for r in stats["over_time"]}
         editors = sorted({r["editor"] for r in stats["throughput"]})
         charts = [
-            bar_chart("Model–editor agreement per topic (random slice: unbiased)",
+            bar_chart("Agreement per topic, random slice (unbiased)",
                       [(t, v["agreement"]) for t, v in stats["per_topic_random_slice"].items()], max_value=1.0),
             bar_chart("Model–editor agreement per topic (all decisions)",
                       [(t, v["agreement"]) for t, v in stats["per_topic"].items()], max_value=1.0),

@@ -14,7 +14,7 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float | None]], *, max_value
               fmt: str = "{:.0%}", width: int = 520) -> str:
     """Horizontal bars, one per (label, value); None is drawn as "n/a"."""
     top = max_value if max_value is not None else max([v for _, v in bars if v is not None] or [1.0]) or 1.0
-    row, label_w, pad = 22, 150, 8
+    row, label_w, pad = 22, 200, 8
     height = pad * 2 + 24 + row * max(len(bars), 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
              f'direction="ltr" aria-label="{escape(title)}">',
