@@ -13,7 +13,7 @@ from tagger.training.data import read_articles
 from tagger.batch import BatchConfig, run_batch
 from tagger.review.export import export_rows, write_jsonl
 from tagger.review.importer import import_files
-from tagger.review.queue import RANDOM_FRACTION, in_random_slice, needs_double_review, unit_draw
+from tagger.review.queue import RANDOM_FRACTION, in_random_slice, needs_double_review, unit_draws
 from tagger.review.store import Store
 
 
@@ -35,7 +35,10 @@ def test_random_slice_and_double_review_are_fixed_by_the_id() -> None:
     share = sum(map(in_random_slice, ids)) / len(ids)
     assert abs(share - RANDOM_FRACTION) < 0.01
     assert 0.04 < sum(map(needs_double_review, ids)) / len(ids) < 0.06
-    assert unit_draw("doc-1", "random-slice") == unit_draw("doc-1", "random-slice") != unit_draw("doc-1", "order")
+    assert unit_draws("doc-1") == unit_draws("doc-1") and len(set(unit_draws("doc-1"))) == 3
+    # The two samples are drawn independently: about 10% of the double-review sample is in the random slice.
+    double = [i for i in ids if needs_double_review(i)]
+    assert abs(sum(map(in_random_slice, double)) / len(double) - RANDOM_FRACTION) < 0.03
 
 
 def test_import_articles_tags_them_and_orders_the_queue(db_url: str, loaded, day: Path) -> None:  # noqa: F811

@@ -92,6 +92,8 @@ def _records(paths: Sequence[str], fields: Fields, fmt: str | None) -> Iterator[
                 obj = _mapping(chunk, i)
                 if _is_batch_line(obj, fields):
                     yield chunk, i, obj, None
+                elif isinstance(obj, Mapping):  # already parsed: build the Document from it, not from the bytes again
+                    yield chunk, i, obj, to_document("item", chunk.source, line, obj, default_id, fields)
                 else:
                     yield chunk, i, obj, to_document(chunk.kind, chunk.source, line, data, default_id, fields)
 

@@ -34,7 +34,7 @@ __all__ = [
     "Record",
     "in_random_slice",
     "needs_double_review",
-    "unit_draw",
+    "unit_draws",
 ]
 
 RANDOM_FRACTION: Final = 0.10
@@ -43,18 +43,20 @@ TAG_DISAGREEMENT_BONUS: Final = 1.0
 UNKNOWN_OUTLET_BONUS: Final = 0.5
 
 
-def unit_draw(doc_id: str, salt: str) -> float:
-    """A uniform number in [0, 1) fixed by the id (sha256), independent between salts."""
-    digest = hashlib.sha256(f"{salt}\0{doc_id}".encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+def unit_draws(doc_id: str) -> tuple[float, float, float]:
+    """Three independent uniform numbers in [0, 1) fixed by the id (one sha256): the random-slice draw,
+    the double-review draw and the random slice's review order."""
+    digest = hashlib.sha256(doc_id.encode("utf-8", "surrogatepass")).digest()
+    return (int.from_bytes(digest[:8], "big") / 2**64, int.from_bytes(digest[8:16], "big") / 2**64,
+            int.from_bytes(digest[16:24], "big") / 2**64)
 
 
 def in_random_slice(doc_id: str) -> bool:
-    return unit_draw(doc_id, "random-slice") < RANDOM_FRACTION
+    return unit_draws(doc_id)[0] < RANDOM_FRACTION
 
 
 def needs_double_review(doc_id: str) -> bool:
-    return unit_draw(doc_id, "double-review") < DOUBLE_FRACTION
+    return unit_draws(doc_id)[1] < DOUBLE_FRACTION
 
 
 @dataclass
@@ -83,6 +85,16 @@ class QueueBuilder:
     thresholds: np.ndarray
     known_outlets: frozenset[str]
     tag_phrases: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    _phrase_topics: dict[str, tuple[str, ...]] = field(init=False, repr=False)
+    _longest: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[str]] = {}
+        for topic, phrases in self.tag_phrases.items():
+            for p in phrases:
+                index.setdefault(" ".join(p), []).append(topic)
+        self._phrase_topics = {k: tuple(v) for k, v in index.items()}
+        self._longest = max((len(p) for ps in self.tag_phrases.values() for p in ps), default=0)
 
     @classmethod
     def for_model(cls, loaded: LoadedModel) -> QueueBuilder:
@@ -96,13 +108,13 @@ class QueueBuilder:
                    {t: p for t, p in zip(rules.topics, rules.phrases) if t in model.topics})
 
     def tag_topics(self, tags: Sequence[str]) -> set[str]:
-        """Topics the page's own tags name: a keyword rule phrase equal to a tag's words, or within them."""
+        """Topics the page's own tags name: a keyword rule phrase equal to a run of a tag's words."""
         out: set[str] = set()
         for tag in tags:
-            words = " " + " ".join(analyze(tag)) + " "
-            for topic, phrases in self.tag_phrases.items():
-                if topic not in out and any(" " + " ".join(p) + " " in words for p in phrases):
-                    out.add(topic)
+            words = analyze(tag)
+            for n in range(1, min(len(words), self._longest) + 1):
+                for k in range(len(words) - n + 1):
+                    out.update(self._phrase_topics.get(" ".join(words[k:k + n]), ()))
         return out
 
     def rows(self, records: Sequence[Record]) -> list[dict[str, Any]]:
@@ -115,16 +127,17 @@ class QueueBuilder:
             chosen = {p["topic"] for p in r.predicted}
             disagrees = bool(self.tag_topics(r.tags) - chosen) if r.tags and self.tag_phrases else False
             unknown_outlet = bool(r.outlet) and bool(self.known_outlets) and r.outlet not in self.known_outlets
-            random_slice = in_random_slice(r.doc_id)
-            priority = (unit_draw(r.doc_id, "order") if random_slice else
+            slice_draw, double_draw, order_draw = unit_draws(r.doc_id)
+            random_slice = slice_draw < RANDOM_FRACTION
+            priority = (order_draw if random_slice else
                         m - TAG_DISAGREEMENT_BONUS * disagrees - UNKNOWN_OUTLET_BONUS * unknown_outlet)
             out.append({
                 "doc_id": r.doc_id, "title": r.title, "text": r.text, "tags": list(r.tags), "outlet": r.outlet,
                 "url": r.url, "published": r.published, "source": r.source, "model_version": r.model_version,
-                "predicted": r.predicted, "scores": {t: float(s) for t, s in r.scores.items()},
+                "predicted": r.predicted, "scores": r.scores,
                 "evidence": r.evidence, "priority": float(priority),
                 "signals": {"margin": round(float(m), 4), "tag_disagrees": disagrees,
                             "unknown_outlet": unknown_outlet},
-                "random_slice": random_slice, "reviews_needed": 2 if needs_double_review(r.doc_id) else 1,
+                "random_slice": random_slice, "reviews_needed": 2 if double_draw < DOUBLE_FRACTION else 1,
             })
         return out

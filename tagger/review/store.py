@@ -13,6 +13,7 @@ Contracts the rest of the review app relies on:
 """
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import threading
@@ -23,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, exists, func, insert, or_, select, update
+from sqlalchemy import JSON, Engine, and_, create_engine, event, exists, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
@@ -37,6 +38,7 @@ ROLES = ("editor", "admin")
 DEFAULT_LEASE_SECONDS = 600
 #: Share of next-item requests served from the random slice (see tagger.review.queue).
 RANDOM_SHARE = 0.10
+_JSON_COLUMNS = frozenset(c.name for c in items.columns if isinstance(c.type, JSON))
 #: Candidates read per next-item query; more than one so a few items leased by others are skipped cheaply.
 _CANDIDATES = 8
 
@@ -241,10 +243,21 @@ class Store:
             for start in range(0, len(ids), 1000):
                 part = ids[start:start + 1000]
                 existing.update(conn.execute(select(items.c.doc_id).where(items.c.doc_id.in_(part))).scalars())
-            new = [dict(r, reviews_done=0, is_open=True, lease_user_id=None, lease_expires=None, imported_at=now)
-                   for r in rows if r["doc_id"] not in existing]
+            new = [r for r in rows if r["doc_id"] not in existing]
             if new:
-                conn.execute(insert(items), new)
+                # Straight to the driver's executemany with JSON serialised here: SQLAlchemy's per-value
+                # type processing cost more than the database itself (docs/review.md, import bench).
+                columns = [c.name for c in items.columns if c.name != "id"]
+                sqlite = self.engine.dialect.name == "sqlite"
+                # SQLite compares times as text: write SQLAlchemy's own format (always with microseconds).
+                fixed = {"reviews_done": 0, "is_open": True, "lease_user_id": None, "lease_expires": None,
+                         "imported_at": now.isoformat(" ", timespec="microseconds") if sqlite else now}
+                plan = [(c, c in fixed, c in _JSON_COLUMNS) for c in columns]
+                dumps = json.JSONEncoder(ensure_ascii=False).encode
+                params = [tuple([fixed[c] if is_fixed else dumps(r[c]) if is_json else r[c]
+                                 for c, is_fixed, is_json in plan]) for r in new]
+                marks = ", ".join(["?" if sqlite else "%s"] * len(columns))
+                conn.exec_driver_sql(f"INSERT INTO items ({', '.join(columns)}) VALUES ({marks})", params)
         return len(new), [i for i in ids if i in existing]
 
     def get_item(self, item_id: int) -> Item | None:
