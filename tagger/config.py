@@ -78,6 +78,11 @@ class ServeConfig:
     metrics_port: int = _opt("Prometheus /metrics HTTP port (0 = no metrics endpoint)", int, default=9100)
     metrics_host: str = _opt("address the metrics endpoint listens on", default="0.0.0.0")
     reflection: bool = _opt("serve gRPC server reflection (--no-reflection turns it off)", _bool, default=True)
+    review_db: str | None = _opt("review store (SQLite path or postgresql:// URL, see `tagger review`): a sample of "
+                                 "served documents is queued there for editors, off the RPC path (default: none)",
+                                 default=None, metavar="URL")
+    review_sample: float = _opt("share of served documents queued for review when --review-db is set (0-1)", float,
+                                default=0.01)
     log_level: str = _opt("logging level", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                           default="INFO")
 
@@ -117,6 +122,8 @@ class ServeConfig:
             (lambda: math.isfinite(self.stream_idle_timeout) and self.stream_idle_timeout >= 0, "stream_idle_timeout",
              "must be a number >= 0"),
             (lambda: 0 <= self.metrics_port <= 65535, "metrics_port", "must be in 0..65535"),
+            (lambda: math.isfinite(self.review_sample) and 0 <= self.review_sample <= 1, "review_sample",
+             "must be a number in 0..1"),
         ]
         for ok, name, problem in checks:
             if not ok():

@@ -107,6 +107,7 @@ class TopicTaggerServicer:
         self.metrics = metrics
         self.stopping = stopping
         self.streams = OpenStreams(config.stream_limit, config.stream_idle_timeout)
+        self.sampler: Any = None  # a tagger.review.sampler.ReviewSampler with --review-db
         self.limits = pb.ServerLimits(
             max_batch_documents=config.max_batch, max_chars=config.max_chars,
             truncates_long_text=config.on_too_long == "truncate", max_message_bytes=config.max_message_bytes,
@@ -156,6 +157,8 @@ class TopicTaggerServicer:
         truncated = sum(r.truncated for r in out)
         if truncated:
             self.metrics.truncated.inc(truncated)
+        if self.sampler is not None:
+            self.sampler.offer(docs, out)  # never blocks or raises (tagger.review.sampler)
         return out
 
     # ---------------------------------------------------------------- RPCs
@@ -385,6 +388,8 @@ class TaggerServer:
             warm_up(holder.current)
             self.metrics.model_swapped(None, holder.current.version)
         holder.start()
+        if self.config.review_db and self.servicer.sampler is None:
+            self.servicer.sampler = _review_sampler(self.config, holder.current, self.metrics)
         self.servicer.streams.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
@@ -399,9 +404,23 @@ class TaggerServer:
         self.servicer.streams.stop()
         if done is not None:
             done.wait()
+        if self.servicer.sampler is not None:
+            self.servicer.sampler.close()
+            self.servicer.sampler.store.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
+
+
+def _review_sampler(config: ServeConfig, tagger: Tagger, metrics: ServerMetrics) -> Any:
+    """--review-db: queue a sample of served documents for editors (imported only when asked for)."""
+    from tagger.review.queue import QueueBuilder
+    from tagger.review.sampler import ReviewSampler
+    from tagger.review.store import Store
+
+    store = Store(config.review_db, topics=tagger.topics)
+    return ReviewSampler(store, QueueBuilder.for_model(tagger.loaded), config.review_sample,
+                         registry=metrics.registry)
 
 
 # -------------------------------------------------------------------- processes

@@ -98,3 +98,25 @@ def test_rate_bounds_and_documents_without_ids(tmp_path: Path, loaded, tagged) -
         sampler.offer([anonymous, anonymous], [result, result])
         sampler.close()
         assert store.queue_counts()["items"] == 1  # the same text twice is one item, under a content id
+
+
+def test_tagger_serve_review_db_queues_served_documents(tmp_path: Path, loaded) -> None:
+    """The hook in `tagger serve`: --review-db/--review-sample on a real gRPC server on 127.0.0.1."""
+    from tagger.client import TaggerClient
+    from tagger.config import ServeConfig
+    from tagger.server import make_holder, running
+
+    db = str(tmp_path / "live.db")
+    cfg = ServeConfig(host="127.0.0.1", port=0, workers=1, threads=4, metrics_port=0, reload_interval=0, grace=1,
+                      review_db=db, review_sample=1.0).validate()
+    with running(cfg, make_holder(cfg, loaded)) as server:
+        with TaggerClient(f"127.0.0.1:{server.port}", timeout=20) as client:
+            client.tag({"id": "a1", "title": "قمة عربية", "text": "انعقدت القمة العربية في الرياض"})
+            client.tag_batch([{"id": f"b{i}", "title": "مباراة", "text": f"فاز الفريق بالمباراة {i}"} for i in range(3)])
+        registry = server.metrics.registry
+    # Stopping the server wrote what was buffered.
+    assert registry.get_sample_value("tagger_review_sample_recorded_total") == 4
+    with Store(db) as store:
+        assert store.queue_counts()["items"] == 4
+        item = store.get_item(store.item_id("a1"))
+        assert item.model_version == loaded.version and item.title == "قمة عربية"
