@@ -232,7 +232,7 @@ class ReviewApp:
             return RedirectResponse("/login", status_code=303)
         user, csrf = caller
         item = self.store.next_item(user)
-        context: dict[str, Any] = {"user": user, "csrf": csrf, "item": None, "queue": self.store.queue_counts()}
+        context: dict[str, Any] = {"user": user, "csrf": csrf, "item": None}
         if item is not None:
             evidence = self._evidence(item)
             chosen = set(item.predicted_topics)

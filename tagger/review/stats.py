@@ -50,7 +50,7 @@ def _topics(store: Store, rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def compute_stats(store: Store) -> dict[str, Any]:
-    rows = store.standing_decisions()
+    rows = store.standing_decisions(articles=False)
     topics = _topics(store, rows)
     names = store.user_names()
     random_rows = [r for r in rows if r["random_slice"]]

@@ -417,9 +417,10 @@ class Store:
                  "predicted": r.predicted, "model_version": r.model_version, "at": r.created_at,
                  "current": r.current, "undone": r.undone} for r in rows]
 
-    def standing_decisions(self, since: datetime | None = None) -> list[dict[str, Any]]:
+    def standing_decisions(self, since: datetime | None = None, *, articles: bool = True) -> list[dict[str, Any]]:
         """Every editor's standing decision (skips excluded) with its item, oldest first: what export and
-        stats read."""
+        stats read. ``articles=False`` leaves out the article fields (title, text, tags, outlet,
+        published), which the stats do not need."""
         cond = [decisions.c.current, decisions.c.action != "skip"]
         if since is not None:
             cond.append(decisions.c.created_at >= since)
@@ -427,8 +428,9 @@ class Store:
             rows = conn.execute(
                 select(decisions.c.id, decisions.c.user_id, decisions.c.topics, decisions.c.predicted,
                        decisions.c.model_version, decisions.c.created_at, decisions.c.action,
-                       items.c.id.label("item_id"), items.c.doc_id, items.c.title, items.c.text, items.c.tags,
-                       items.c.outlet, items.c.published, items.c.random_slice, items.c.reviews_needed)
+                       items.c.id.label("item_id"), items.c.doc_id, items.c.random_slice, items.c.reviews_needed,
+                       *((items.c.title, items.c.text, items.c.tags, items.c.outlet, items.c.published)
+                         if articles else ()))
                 .join(items, items.c.id == decisions.c.item_id).where(and_(*cond)).order_by(decisions.c.id)).all()
         return [dict(r._mapping) for r in rows]
 
