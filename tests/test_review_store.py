@@ -52,6 +52,16 @@ def test_queue_order_lease_and_two_editors(store: Store) -> None:
     assert store.next_item(ana).doc_id == "c"
 
 
+def test_deciding_someone_elses_leased_item_keeps_their_lease(store: Store) -> None:
+    store.add_items([item_row("a", 0.1, needed=2), item_row("b", 0.2)])
+    ana = store.user_by_token(store.add_user("ana"))
+    bob = store.user_by_token(store.add_user("bob"))
+    held = store.next_item(ana)
+    store.decide(bob, held.id, ["military"])  # e.g. through the API, by id; one of its two reviews
+    assert store.next_item(ana).id == held.id  # still ana's: her page does not change under her
+    assert store.next_item(bob).doc_id == "b"
+
+
 def test_an_abandoned_lease_expires(store: Store) -> None:
     store.add_items([item_row("a", 0.1)])
     ana = store.user_by_token(store.add_user("ana"))

@@ -377,7 +377,11 @@ class Store:
         if delta:
             values["reviews_done"] = items.c.reviews_done + delta
             values["is_open"] = items.c.reviews_done + delta < items.c.reviews_needed
-        conn.execute(update(items).where(items.c.id == item_id).values(**values, lease_user_id=None, lease_expires=None))
+        if values:
+            conn.execute(update(items).where(items.c.id == item_id).values(**values))
+        # Done with it: release this editor's lease (another editor's lease on the item stays theirs).
+        conn.execute(update(items).where(items.c.id == item_id, items.c.lease_user_id == user.id)
+                     .values(lease_user_id=None, lease_expires=None))
         return {"decision_id": decision_id, "id": item_id, "action": action, "topics": topics,
                 "model_version": item.model_version}
 
