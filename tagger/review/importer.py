@@ -30,6 +30,7 @@ from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
 __all__ = ["ImportStats", "import_files", "records_from_results"]
 
 _EXTRA_FIELDS = ("outlet", "url", "published")
+_DEFAULT_FIELDS = Fields()
 _BATCH_KEYS = frozenset({"id", "topics", "scores", "model_version"})
 
 
@@ -152,7 +153,7 @@ def _bad_batch_line(obj: Mapping[str, Any], topics: Sequence[str]) -> str | None
 
 
 def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, join: Sequence[str] = (),
-                 fields: Fields = Fields(), fmt: str | None = None, batch_size: int = 2000) -> ImportStats:
+                 fields: Fields = _DEFAULT_FIELDS, fmt: str | None = None, batch_size: int = 2000) -> ImportStats:
     """Queue every record of ``paths`` (see the module doc). Raises :class:`tagger.io.InputError` for an
     input that cannot be read at all; a bad record becomes a reject in the returned stats."""
     tagger = Tagger(loaded, on_too_long="truncate")
