@@ -98,13 +98,16 @@ def test_bad_records_are_rejected_with_a_reason_not_dropped(tmp_path: Path, load
     bad.write_text('{"id": "ok", "title": "قمة عربية", "text": "انعقدت القمة العربية في الرياض"}\n'
                    '{"id": "n", "text": 42}\nnot json\n'
                    '{"id": "ok", "title": "x", "text": "again"}\n'
-                   '{"id": "b", "topics": [], "scores": {"weather": 0.5}, "model_version": "m/1"}\n',
+                   '{"id": "b", "topics": [], "scores": {"weather": 0.5}, "model_version": "m/1"}\n'
+                   '{"id": "c", "topics": [], "scores": {"sports": 0.5}, "model_version": "m/1", "dropped_tags": [1]}\n',
                    encoding="utf-8")
     with Store(str(tmp_path / "r.db"), topics=loaded.model.topics) as store:
         stats = import_files(store, loaded, [str(bad)])
-    assert (stats.read, stats.added, stats.rejected) == (5, 1, 4)
-    assert [r.reason for r in stats.rejects] == ["invalid_field", "invalid_json", "invalid_document", "invalid_field"]
-    assert "unknown topic(s) ['weather']" in stats.rejects[-1].detail
+    assert (stats.read, stats.added, stats.rejected) == (6, 1, 5)
+    assert [r.reason for r in stats.rejects] == ["invalid_field", "invalid_json", "invalid_document", "invalid_field",
+                                                 "invalid_field"]
+    assert "unknown topic(s) ['weather']" in stats.rejects[-2].detail
+    assert "'dropped_tags' must be a list of strings" in stats.rejects[-1].detail
 
 
 def test_export_is_what_retrain_new_reads(tmp_path: Path, loaded, day: Path, shared_dir: Path) -> None:

@@ -125,29 +125,36 @@ def records_from_results(results: Sequence[TagResult], articles: Sequence[_Artic
 
 def _batch_record(obj: Mapping[str, Any], article: _Article) -> Record:
     topics = obj.get("topics") or []
-    evidence = {t["topic"]: t["evidence"] for t in topics if isinstance(t, Mapping) and t.get("evidence")}
+    evidence = {t["topic"]: t["evidence"] for t in topics if t.get("evidence")}
     return Record(
         doc_id=str(obj["id"]), title=article.doc.title, text=article.doc.body, model_version=str(obj["model_version"]),
-        scores={str(k): float(v) for k, v in obj["scores"].items()},
-        predicted=[{"topic": t["topic"], "score": t["score"]} for t in topics if isinstance(t, Mapping)],
+        scores=obj["scores"],  # checked by _bad_batch_line: JSON keys are str, values numbers in [0, 1]
+        predicted=[{"topic": t["topic"], "score": t["score"]} for t in topics],
         tags=list(obj.get("dropped_tags") or article.doc.tags), outlet=article.extras.get("outlet", ""),
         url=article.extras.get("url", ""), published=article.extras.get("published", ""), source="batch",
         evidence=evidence or None,
     )
 
 
-def _bad_batch_line(obj: Mapping[str, Any], topics: Sequence[str]) -> str | None:
-    scores = obj["scores"]
-    if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool):
+def _bad_batch_line(obj: Mapping[str, Any], topics: frozenset[str]) -> str | None:
+    """What is wrong with a batch output line, or None. Exact type checks: one line of 100k costs little."""
+    if type(obj["id"]) not in (str, int):
         return "'id' must be a string or an integer"
-    if not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in scores.values()):
-        return "'scores' must map topics to numbers in [0, 1]"
-    unknown = sorted(set(scores) - set(topics))
-    if unknown:
-        return f"unknown topic(s) {unknown} in 'scores'; this model knows {list(topics)}"
-    if not isinstance(obj["topics"], list) or not all(
-            isinstance(t, Mapping) and t.get("topic") in scores and isinstance(t.get("score"), (int, float))
-            for t in obj["topics"]):
+    scores = obj["scores"]
+    if not scores.keys() <= topics:
+        return f"unknown topic(s) {sorted(set(scores) - topics)} in 'scores'; this model knows {sorted(topics)}"
+    for v in scores.values():
+        if type(v) not in (float, int) or not 0.0 <= v <= 1.0:
+            return "'scores' must map topics to numbers in [0, 1]"
+    if type(obj["model_version"]) is not str or not obj["model_version"]:
+        return "'model_version' must be a non-empty string"
+    tags = obj.get("dropped_tags")
+    if tags is not None and (type(tags) is not list or not all(type(t) is str for t in tags)):
+        return "'dropped_tags' must be a list of strings"
+    chosen = obj["topics"]
+    if type(chosen) is not list or not all(
+            isinstance(t, Mapping) and t.get("topic") in scores and type(t.get("score")) in (float, int)
+            for t in chosen):
         return "'topics' must be a list of {\"topic\", \"score\"} objects naming scored topics"
     return None
 
@@ -158,6 +165,7 @@ def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, joi
     input that cannot be read at all; a bad record becomes a reject in the returned stats."""
     tagger = Tagger(loaded, on_too_long="truncate")
     builder = QueueBuilder.for_model(loaded)
+    known_topics = frozenset(tagger.topics)
     index = _join_index(join, fields, fmt) if join else {}
     stats = ImportStats()
     pending: list[Record] = []
@@ -198,7 +206,7 @@ def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, joi
         stats.read += 1
         line = chunk.lines[i]
         if doc is None:  # a batch output line
-            problem = _bad_batch_line(obj, tagger.topics)
+            problem = _bad_batch_line(obj, known_topics)
             doc_id = str(obj["id"])
             article = index.get(doc_id)
             if problem:
