@@ -79,6 +79,9 @@ def _article_id(browser) -> str | None:
 
 
 def _press(browser, key: str) -> None:
+    """A key press once the page's keyboard handler is installed (a key before that would be lost)."""
+    WebDriverWait(browser, 20).until(
+        lambda b: b.execute_script("return document.body && document.body.dataset.keys === 'ready'"))
     browser.find_element(By.TAG_NAME, "body").send_keys(key)
 
 

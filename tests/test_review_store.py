@@ -105,6 +105,14 @@ def test_undo_restores_the_decision_it_replaced_and_reopens(store: Store) -> Non
     assert store.queue_counts()["open"] == 2
     assert store.next_item(ana).id == a.id  # undone item comes straight back to its editor
     assert store.undo(ana) is None
+    # Undo while another item is on screen: the undone item comes back, the other one returns to the queue.
+    store.decide(ana, a.id, ["military"])
+    b = store.next_item(ana)
+    assert b.id != a.id
+    store.undo(ana)
+    assert store.next_item(ana).id == a.id
+    bob = store.user_by_token(store.add_user("bob"))
+    assert store.next_item(bob).id == b.id
 
 
 def test_skip_leaves_my_queue_not_the_others(store: Store) -> None:

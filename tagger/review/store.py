@@ -293,7 +293,7 @@ class Store:
         with self.engine.begin() as conn:
             held = conn.execute(select(*_ITEM_COLUMNS).where(
                 items.c.lease_user_id == user.id, items.c.lease_expires > now, items.c.is_open)
-                .order_by(items.c.id).limit(1)).first()
+                .order_by(items.c.lease_expires.desc(), items.c.id).limit(1)).first()
             if held:
                 return _item(held)
         with self._rng_lock:
@@ -408,6 +408,9 @@ class Store:
             if before is not None:
                 conn.execute(update(decisions).where(decisions.c.id == before.id).values(current=True))
             delta = (1 if before is not None and before.action != "skip" else 0) - (1 if last.action != "skip" else 0)
+            # The editor goes back to the undone item: the one they were shown meanwhile returns to the queue.
+            conn.execute(update(items).where(items.c.lease_user_id == user.id, items.c.id != last.item_id)
+                         .values(lease_user_id=None, lease_expires=None))
             values: dict[str, Any] = {"lease_user_id": user.id, "lease_expires": utcnow() + self.lease}
             if delta:
                 values["reviews_done"] = items.c.reviews_done + delta

@@ -59,4 +59,5 @@
     else if (e.key === "s" || e.key === "S") { e.preventDefault(); if (article) post("/api/skip", { id: article.dataset.id }); }
     else if (e.key === "u" || e.key === "U") { e.preventDefault(); post("/api/undo", {}); }
   });
+  document.body.dataset.keys = "ready";  // keys work from here on (tests wait for this)
 })();
