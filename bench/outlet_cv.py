@@ -14,27 +14,35 @@ scored. ``--labels none`` scores the recipe without them.
 
     python bench/outlet_cv.py                               # the shipped defaults
     python bench/outlet_cv.py --set C=100 --set weak_weight=0.5 --set self_train_hi=0.8,self_train_lo=0.2
+    python bench/outlet_cv.py --seeds 0,1,2 --skip-defaults \
+        --arm random=training/labels/ant-train-annotations.jsonl,random-1000.jsonl \
+        --arm uncertain=training/labels/ant-train-annotations.jsonl,uncertain-1000.jsonl
 
 Each ``--set`` is one candidate (comma-separated TrainConfig fields); the defaults run first unless
-``--skip-defaults``.
-About 3-4 minutes per candidate on 2 cores.
+``--skip-defaults``. Each ``--arm NAME=FILE[,FILE]`` is one candidate set of label files (the
+defaults' settings); ``--seeds`` runs every candidate once per seed. ``--scores-out DIR`` saves each
+run's pooled out-of-outlet scores (``<candidate>-seed<N>.npz``: ids, topics, scores, each article's
+fold thresholds, truth) for decision-rule studies that need no retraining.
+About 3-4 minutes per candidate and seed on 2 cores.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tagger.cli._common import label_files  # noqa: E402
 from tagger.metrics import score  # noqa: E402
 from tagger.paths import shared_dir  # noqa: E402
 from tagger.taxonomy import default_taxonomy  # noqa: E402
-from tagger.training.assemble import assemble_training_data  # noqa: E402
+from tagger.training.assemble import assemble_training_data, choose_label_files  # noqa: E402
 from tagger.training.data import read_gold  # noqa: E402
 from tagger.training.fit import TrainConfig, fit_model  # noqa: E402
 from tagger.training.pipeline import predict_topics  # noqa: E402
@@ -53,6 +61,17 @@ def parse_setting(text: str) -> dict:
     return out
 
 
+def _scores(model, articles) -> dict[str, list[float]]:
+    """Every topic's score for each article, through the one predict path."""
+    from tagger.artifacts import LoadedModel
+    from tagger.document import Document
+    from tagger.tagger import Tagger
+
+    tagger = Tagger(LoadedModel(model, {"name": "cv", "version": "fold"}, Path(".")))
+    results = tagger.tag_many([Document(id=a.id, title=a.title, body=a.body) for a in articles])
+    return {r.id: [r.scores[t] for t in model.topics] for r in results}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=shared_dir())
@@ -61,17 +80,28 @@ def main() -> int:
     ap.add_argument("--labels", action="append", default=None,
                     help="label files to train with, as `tagger train --labels` (default: training/labels/*.jsonl); "
                          "'none' for none")
+    ap.add_argument("--arm", dest="arms", action="append", default=[], metavar="NAME=FILE[,FILE]",
+                    help="a candidate set of label files, trained with the default settings; repeatable")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds; every candidate runs once per seed")
+    ap.add_argument("--scores-out", type=Path, default=None, help="save each run's pooled out-of-outlet scores here")
+    ap.add_argument("--no-dev", action="store_true",
+                    help="skip the full-data fit that only serves dev's record column (a quarter of the time)")
     args = ap.parse_args()
     tx = default_taxonomy()
     topics = tx.ids
     corpus_file = args.shared / "corpus/ant-train.jsonl.xz"
+    seeds = [int(x) for x in args.seeds.split(",")]
     # The same choice `tagger train` makes: the shipped label files, the given ones, or none.
-    labels = label_files(argparse.Namespace(labels=args.labels, corpus=corpus_file), corpus_file)
+    labels = choose_label_files(args.labels, corpus_file, corpus_file)
     scored = read_gold(args.shared / "gold/train.jsonl.xz", tx)
     dev = list(read_gold(args.shared / "gold/dev.jsonl", tx))
-    data = assemble_training_data(gold=[args.shared / "gold/train.jsonl.xz"], corpus=corpus_file, labels=labels,
-                                  taxonomy=tx)
-    gold, corpus = data.gold, data.unlabelled  # gold: the scored articles, then the label files' articles
+
+    def assemble(label_files):
+        data = assemble_training_data(gold=[args.shared / "gold/train.jsonl.xz"], corpus=corpus_file,
+                                      labels=label_files, taxonomy=tx)
+        return data.gold, data.unlabelled  # gold: the scored articles, then the label files' articles
+
+    gold, corpus = assemble(labels)
     outlet_of = {a.id: a.outlet for a in gold}
     outlets = sorted(set(outlet_of.values()))
     if len(outlets) < 2 or "" in outlets:
@@ -88,22 +118,47 @@ def main() -> int:
         + f" {'dev µ':>6s} {'dev san':>7s} {'min':>5s}"
     print(head)
     print("-" * len(head))
-    for setting in ([] if args.skip_defaults else [""]) + args.settings:
-        cfg = dataclasses.replace(TrainConfig(), **parse_setting(setting))
-        t0 = time.perf_counter()
-        pred: dict[str, set[str]] = {}
-        for held in outlets:
-            train_gold = [a for a in gold if a.outlet != held]
-            train_corpus = [a for a in corpus if a.outlet != held]
-            res = fit_model(train_gold, train_corpus, tx, cfg, kw, sec, log=lambda *a: None)
-            pred.update(predict_topics(res.model, [a for a in scored if outlet_of[a.id] == held]))
-        r = score(truth, pred, topics)
-        full = fit_model(gold, corpus, tx, cfg, kw, sec, log=lambda *a: None)
-        d = score(dev_truth, predict_topics(full.model, dev), topics)
-        san = next(m.f1 for m in d.per_topic if m.topic == "sanctions")
-        print(f"{setting or 'defaults':44s} {r.micro_f1:7.4f} {r.macro_f1:6.3f} {r.mission_f1:7.3f} "
-              + " ".join(f"{m.f1:5.2f}" for m in r.per_topic)
-              + f" {d.micro_f1:6.4f} {san:7.3f} {(time.perf_counter() - t0) / 60:5.1f}", flush=True)
+    candidates = [(setting or "defaults", parse_setting(setting), None)
+                  for setting in ([] if args.skip_defaults else [""]) + args.settings]
+    for arm in args.arms:
+        name, _, files = arm.partition("=")
+        candidates.append((f"labels: {name}", {}, [Path(f) for f in files.split(",") if f]))
+    if args.scores_out:
+        args.scores_out.mkdir(parents=True, exist_ok=True)
+    for name, changes, arm_labels in candidates:
+        arm_gold, arm_corpus = (gold, corpus) if arm_labels is None else assemble(arm_labels)
+        for seed in seeds:
+            cfg = dataclasses.replace(TrainConfig(), **({"seed": seed} | changes))
+            t0 = time.perf_counter()
+            pred: dict[str, set[str]] = {}
+            oof, oof_thresholds = {}, {}
+            for held in outlets:
+                train_gold = [a for a in arm_gold if a.outlet != held]
+                train_corpus = [a for a in arm_corpus if a.outlet != held]
+                res = fit_model(train_gold, train_corpus, tx, cfg, kw, sec, log=lambda *a: None)
+                held_out = [a for a in scored if outlet_of[a.id] == held]
+                pred.update(predict_topics(res.model, held_out))
+                if args.scores_out:
+                    oof.update(_scores(res.model, held_out))
+                    oof_thresholds.update({a.id: res.model.thresholds.tolist() for a in held_out})
+            r = score(truth, pred, topics)
+            dev_cols = f"{'-':>6s} {'-':>7s}"
+            if not args.no_dev:
+                full = fit_model(arm_gold, arm_corpus, tx, cfg, kw, sec, log=lambda *a: None)
+                d = score(dev_truth, predict_topics(full.model, dev), topics)
+                san = next(m.f1 for m in d.per_topic if m.topic == "sanctions")
+                dev_cols = f"{d.micro_f1:6.4f} {san:7.3f}"
+            label = f"{name}, seed {seed}" if len(seeds) > 1 or seed else name
+            print(f"{label:44s} {r.micro_f1:7.4f} {r.macro_f1:6.3f} {r.mission_f1:7.3f} "
+                  + " ".join(f"{m.f1:5.2f}" for m in r.per_topic)
+                  + f" {dev_cols} {(time.perf_counter() - t0) / 60:5.1f}", flush=True)
+            if args.scores_out:
+                ids = sorted(oof)
+                np.savez_compressed(
+                    args.scores_out / f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}-seed{seed}.npz",
+                    ids=np.array(ids), topics=np.array(topics), scores=np.array([oof[i] for i in ids]),
+                    thresholds=np.array([oof_thresholds[i] for i in ids]),
+                    truth=np.array([[tp in truth[i] for tp in topics] for i in ids]))
     return 0
 
 

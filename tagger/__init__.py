@@ -1,3 +1,3 @@
 """Arabic news topic tagging: clean topics for scraped news articles."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -17,13 +17,15 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import scipy.sparse as sp
 
 from tagger.kernels import KEY_BYTES, fold_words, stem_spans, tfidf_rows, word_keys
 from tagger.lookup import IntMap, PairHashTable, WordIds, padded
+if TYPE_CHECKING:  # scipy is a training dependency: serving scores Rows, never a scipy matrix
+    import scipy.sparse as sp
+
 from tagger.text import STEM_TABLES, WORD_UNITS, code_page_bytes, document_tokens, document_units, tokenize, word_stem
 
 __all__ = ["TfidfFeaturizer", "Rows", "NotFittedError", "MAX_FEATURES"]
@@ -279,6 +281,8 @@ class Rows:
         gave different weights from run to run; canonical rows made them identical again."""
         index = np.int32 if self.indices.size < 2**31 else np.int64
         # A copy of data: sorting the matrix in place must not reorder this object's values.
+        import scipy.sparse as sp
+
         m = sp.csr_matrix((self.data.copy(), self.indices.astype(index), self.indptr.astype(index)),
                           shape=(len(self), self.n_features))
         m.sort_indices()

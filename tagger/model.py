@@ -7,8 +7,9 @@ document or a million, so the server, batch tagger and Spark share it.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,9 @@ class Evidence:
 class TopicModel:
     """Per-topic logistic scores from TF-IDF features, and per-topic decision thresholds.
 
-    ``coef`` is ``(n_features, n_topics)``; scores are ``sigmoid(x @ coef + intercept)``.
+    ``coef`` is ``(n_features, n_topics)``; scores are ``sigmoid(x @ coef + intercept)``. A topic is
+    chosen at or over its threshold; ``empty_fallback`` (optional) gives a document that would get no
+    topic its best one when that topic's score is at least ``empty_fallback`` × its threshold.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class TopicModel:
         coef: np.ndarray,
         intercept: np.ndarray,
         thresholds: Sequence[float],
+        empty_fallback: float | None = None,
     ) -> None:
         k = len(topics)
         if k == 0:
@@ -55,11 +59,16 @@ class TopicModel:
             raise ValueError("intercept and thresholds need one value per topic")
         if not np.all((thresholds > 0) & (thresholds < 1)):
             raise ValueError(f"thresholds must lie in (0, 1), got {thresholds.tolist()}")
+        if empty_fallback is not None and not (isinstance(empty_fallback, (int, float)) and 0 < empty_fallback < 1):
+            raise ValueError(f"empty_fallback must be None or a ratio in (0, 1), got {empty_fallback!r}")
         self.featurizer = featurizer
         self.topics: tuple[str, ...] = tuple(topics)
         self.coef = coef
         self.intercept = intercept
         self.thresholds = thresholds
+        #: A document with no topic over its threshold still gets its best topic when that topic's
+        #: score reaches this share of its threshold (None: thresholds alone decide).
+        self.empty_fallback = None if empty_fallback is None else float(empty_fallback)
         self._feature_names: list[str] | None = None
 
     # ---------------------------------------------------------------- scoring
@@ -107,27 +116,48 @@ class TopicModel:
         return self._feature_names
 
     # ----------------------------------------------------------- persistence
-    def to_payload(self) -> dict:
-        """Plain arrays and lists only, so the pickle carries no project classes."""
-        return {
-            "format": 1,
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The model as plain arrays (no Python objects) plus the JSON-able settings the arrays need.
+
+        Feature names are a fixed-width unicode array, so a reader loads them with
+        ``allow_pickle=False``: nothing in a model file can run code.
+        """
+        arrays = {
+            "vocabulary": np.asarray(self.featurizer.feature_names(), dtype=np.str_),
+            "idf": np.ascontiguousarray(self.featurizer.idf_, dtype=np.float64),
+            "coef": self.coef.astype(np.float32),
+            "intercept": self.intercept.astype(np.float64),
+            "thresholds": self.thresholds.astype(np.float64),
+        }
+        settings = {
             "topics": list(self.topics),
-            "vocabulary": self.featurizer.feature_names(),
-            "idf": self.featurizer.idf_,
+            "empty_fallback": self.empty_fallback,
             "min_df": self.featurizer.min_df,
             "max_features": self.featurizer.max_features,
             "n_docs": self.featurizer.n_docs_,
-            "coef": self.coef.astype(np.float32),
-            "intercept": self.intercept,
-            "thresholds": self.thresholds,
         }
+        return arrays, settings
+
+    #: Each array a model file must hold, with its dtype kind ('U' unicode, 'f' float).
+    ARRAY_KINDS: dict[str, str] = {"vocabulary": "U", "idf": "f", "coef": "f", "intercept": "f", "thresholds": "f"}
 
     @classmethod
-    def from_payload(cls, payload: dict) -> TopicModel:
-        if not isinstance(payload, dict) or payload.get("format") != 1:
-            raise ValueError("not a tagger model payload (format 1)")
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> TopicModel:
+        """Rebuild a model from :meth:`to_arrays`' output; raises ValueError naming what is wrong."""
+        for name, kind in cls.ARRAY_KINDS.items():
+            if name not in arrays:
+                raise ValueError(f"lacks the array {name!r}")
+            if arrays[name].dtype.kind != kind:
+                raise ValueError(f"array {name!r} has dtype {arrays[name].dtype}, expected kind {kind!r}")
+        for key, kind in (("topics", list), ("min_df", int), ("n_docs", int)):
+            if not isinstance(settings.get(key), kind) or isinstance(settings.get(key), bool):
+                raise ValueError(f"setting {key!r} must be {kind.__name__}, got {settings.get(key)!r}")
+        max_features = settings.get("max_features")
+        if max_features is not None and (not isinstance(max_features, int) or isinstance(max_features, bool)):
+            raise ValueError(f"setting 'max_features' must be an int or null, got {max_features!r}")
         feat = TfidfFeaturizer.from_vocabulary(
-            payload["vocabulary"], payload["idf"], min_df=payload["min_df"],
-            max_features=payload["max_features"], n_docs=payload["n_docs"],
+            arrays["vocabulary"].tolist(), arrays["idf"], min_df=settings["min_df"],
+            max_features=max_features, n_docs=settings["n_docs"],
         )
-        return cls(feat, payload["topics"], payload["coef"], payload["intercept"], payload["thresholds"])
+        return cls(feat, settings["topics"], arrays["coef"], arrays["intercept"], arrays["thresholds"],
+                   settings.get("empty_fallback"))

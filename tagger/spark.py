@@ -25,6 +25,7 @@ pyspark, pyarrow and pandas are the optional ``spark`` extra: ``pip install 'tag
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -124,9 +125,13 @@ def _executor_tagger(files: dict[str, bytes], sha256: str, max_chars: int, on_to
         if tagger is None:
             tmp = Path(tempfile.mkdtemp(prefix="tagger-model-"))
             try:
+                manifest = json.loads(files[MANIFEST_FILE])
+                # <name>/<version>, as published: loading checks a model sits in the folders it names.
+                vdir = tmp / manifest["name"] / str(manifest["version"])
+                vdir.mkdir(parents=True)
                 for name, data in files.items():
-                    (tmp / name).write_bytes(data)
-                loaded = load_model(tmp)  # the usual verification: sha256 before unpickling, versions
+                    (vdir / name).write_bytes(data)
+                loaded = load_model(vdir)  # the usual verification: sha256, arrays only, versions
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             tagger = Tagger(loaded, max_chars=max_chars, on_too_long=on_too_long)
@@ -313,7 +318,7 @@ def tag_dataframe(
 
     manifest = loaded.manifest
     files = {MANIFEST_FILE: (loaded.path / MANIFEST_FILE).read_bytes(),
-             manifest.get("model_file", "model.joblib"): (loaded.path / manifest.get("model_file", "model.joblib")).read_bytes()}
+             manifest["model_file"]: (loaded.path / manifest["model_file"]).read_bytes()}
     spark = df.sparkSession
     broadcast = spark.sparkContext.broadcast(files)
     fn = _tag_batches_fn(broadcast, manifest["sha256"], tuple(loaded.model.topics), fields, options, max_chars,

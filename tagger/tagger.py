@@ -11,6 +11,7 @@ from typing import Final
 import numpy as np
 
 from tagger.artifacts import LoadedModel
+from tagger.config import DEFAULT_MAX_CHARS
 from tagger.document import Document
 from tagger.features import Rows
 from tagger.kernels import choose_topics
@@ -19,8 +20,6 @@ from tagger.taxonomy import UnknownTopicError
 
 __all__ = ["Tagger", "TagOptions", "TagResult", "TopicScore", "InvalidDocumentError", "DEFAULT_MAX_CHARS"]
 
-#: Longest text scored as is; longer text is truncated (flagged) or rejected, by ``on_too_long``.
-DEFAULT_MAX_CHARS = 100_000
 #: Documents featurised and scored together by ``tag_many``: large enough to amortise the per-call
 #: work, small enough to bound its memory (~30 KB per typical article, ~2 MB at DEFAULT_MAX_CHARS).
 _CHUNK_DOCS = 512
@@ -212,7 +211,8 @@ class Tagger:
 
     def _choose(self, scores: np.ndarray, options: TagOptions) -> list[list[int]]:
         """Each document's chosen topic indices, best first (ties to the lower index): at or over the
-        threshold, among ``options.topics`` if given, the best ``options.top_k`` if given."""
+        threshold, among ``options.topics`` if given, the best ``options.top_k`` if given; with none,
+        the best if the model's ``empty_fallback`` rule admits it."""
         model = self.loaded.model
         thresholds = (
             np.full(len(model.topics), float(options.threshold)) if options.threshold is not None else model.thresholds
@@ -221,8 +221,10 @@ class Tagger:
         if options.topics:
             allowed[:] = False
             allowed[[self._index[t] for t in options.topics]] = True
+        # A caller's own flat threshold asks for plain thresholding: the model's fallback is its own rule.
+        fallback = model.empty_fallback if options.threshold is None and model.empty_fallback else 0.0
         flat, ends = choose_topics(scores, np.ascontiguousarray(thresholds, np.float64), allowed,
-                                   -1 if options.top_k is None else options.top_k)
+                                   -1 if options.top_k is None else options.top_k, fallback)
         flat, ends = flat.tolist(), ends.tolist()
         return [flat[a:b] for a, b in zip([0, *ends], ends)]
 

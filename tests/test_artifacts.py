@@ -1,11 +1,14 @@
-"""Versioned artifacts: atomic publish, sha256 verified before unpickling, version checks."""
+"""Versioned artifacts: arrays + JSON only, atomic publish, sha256 and folder checks, hostile files refused."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
-import joblib
+import pickle
+import shutil
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -32,7 +35,9 @@ def test_publish_then_load_round_trip(tmp_path: Path) -> None:
     m = _manifest(vdir)
     for key in ("created", "sha256", "topics", "thresholds", "versions"):
         assert key in m
-    assert set(m["versions"]) >= {"python", "scikit-learn", "numpy"}
+    assert set(m["versions"]) >= {"python", "numpy", "tagger", "normalization"}
+    assert m["format"] == 2 and m["model_file"] == "model.npz"
+    assert sorted(p.name for p in vdir.iterdir()) == ["manifest.json", "model.npz"]
 
 
 def test_versions_count_up_and_newest_wins(tmp_path: Path) -> None:
@@ -46,40 +51,140 @@ def test_versions_count_up_and_newest_wins(tmp_path: Path) -> None:
     assert list_versions(root)[-1].name == "10"
 
 
-def test_tampered_model_is_refused_before_unpickling(tmp_path: Path, monkeypatch) -> None:
+def test_tampered_model_is_refused_before_it_is_read(tmp_path: Path, monkeypatch) -> None:
     vdir = publish_model(tiny_model(), tmp_path / "m")
-    with open(vdir / "model.joblib", "r+b") as f:
+    with open(vdir / "model.npz", "r+b") as f:
         f.seek(40)
         byte = f.read(1)
         f.seek(40)
         f.write(bytes([byte[0] ^ 0xFF]))
     calls = []
-    monkeypatch.setattr(artifacts.joblib, "load", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(artifacts.np, "load", lambda *a, **k: calls.append(a))
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
         load_model(vdir)
-    assert calls == []  # never unpickled
+    assert calls == []  # never opened
 
 
-def test_replaced_model_file_is_refused(tmp_path: Path) -> None:
+class _Payload:
+    """Unpickling this writes a marker file: proof that code ran."""
+
+    marker: Path
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def _evil_pickle(marker: Path) -> bytes:
+    payload = _Payload()
+    payload.marker = marker
+    return pickle.dumps(payload, protocol=4)
+
+
+def _rehash(vdir: Path, **changes) -> None:
+    m = _manifest(vdir)
+    m.update(changes)
+    m["sha256"] = artifacts.sha256_file(vdir / m["model_file"])
+    (vdir / "manifest.json").write_text(json.dumps(m), "utf-8")
+
+
+def test_a_crafted_pickle_with_a_matching_hash_never_runs(tmp_path: Path) -> None:
+    """The attack that ran code under the old format: a writer of the models folder drops a pickle
+    and updates the manifest's hash. It is refused, and the payload never runs."""
+    marker = tmp_path / "ran"
     vdir = publish_model(tiny_model(), tmp_path / "m")
-    joblib.dump({"format": 1, "evil": True}, vdir / "model.joblib")
-    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+    (vdir / "model.joblib").write_bytes(_evil_pickle(marker))
+    _rehash(vdir, model_file="model.joblib")
+    with pytest.raises(ArtifactError, match="model_file.*npz"):
+        load_model(vdir)
+    _rehash(vdir, model_file="model.npz")  # the manifest points at the real file; the pickle sits beside it
+    with pytest.raises(ArtifactError, match="model.joblib is a pickle"):
+        load_model(vdir)
+    (vdir / "model.joblib").unlink()
+    (vdir / "model.npz").write_bytes(_evil_pickle(marker))  # a pickle under the .npz name
+    _rehash(vdir)
+    with pytest.raises(ArtifactError, match="is a pickle .by its first bytes"):
+        load_model(vdir)
+    assert not marker.exists()
+
+
+def test_an_npz_with_an_object_array_is_refused_without_unpickling(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    vdir = publish_model(tiny_model(), tmp_path / "m")
+    with np.load(vdir / "model.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    evil = np.empty(1, dtype=object)
+    payload = _Payload()
+    payload.marker = marker
+    evil[0] = payload
+    arrays["vocabulary"] = evil
+    with open(vdir / "model.npz", "wb") as f:
+        np.savez(f, **arrays)
+    _rehash(vdir)
+    with pytest.raises(ArtifactError, match="Object arrays cannot be loaded"):
+        load_model(vdir)
+    assert not marker.exists()
+
+
+def test_an_npz_with_extra_or_missing_members_is_refused(tmp_path: Path) -> None:
+    vdir = publish_model(tiny_model(), tmp_path / "m")
+    with zipfile.ZipFile(vdir / "model.npz", "a") as z:
+        z.writestr("extra.npy", b"\x93NUMPY")
+    _rehash(vdir)
+    with pytest.raises(ArtifactError, match="holds exactly"):
+        load_model(vdir)
+    (vdir / "model.npz").write_bytes(b"not a zip at all")
+    _rehash(vdir)
+    with pytest.raises(ArtifactError, match="not a readable .npz"):
         load_model(vdir)
 
 
-@pytest.mark.parametrize(
-    ("component", "recorded", "message"),
-    [
-        ("scikit-learn", "0.24.2", r"scikit-learn 0\.24\.2.*install scikit-learn==0\.24\.\*"),
-        ("normalization", "0", "normalisation"),  # the text pipeline the model was trained with
-    ],
-)
-def test_version_mismatch_is_refused(tmp_path: Path, component: str, recorded: str, message: str) -> None:
+def test_an_array_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
+    vdir = publish_model(tiny_model(), tmp_path / "m")
+    with np.load(vdir / "model.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["coef"] = arrays["coef"].astype(np.str_)
+    np.savez_compressed(vdir / "model.npz", **arrays)
+    _rehash(vdir)
+    with pytest.raises(ArtifactError, match="'coef' has dtype"):
+        load_model(vdir)
+
+
+def test_a_version_folder_must_be_where_its_manifest_says(tmp_path: Path) -> None:
+    """A copied or renamed folder would be served under a version it is not (the old loader served a
+    folder as whatever its manifest said)."""
+    vdir = publish_model(tiny_model(), tmp_path / "m")
+    shutil.copytree(vdir, tmp_path / "m" / "7")
+    with pytest.raises(ArtifactError, match="manifest says m/1, but it is in folder m/7"):
+        load_model(tmp_path / "m")  # newest folder is 7
+    shutil.copytree(vdir, tmp_path / "other" / "1")
+    with pytest.raises(ArtifactError, match="manifest says m/1, but it is in folder other/1"):
+        load_model(tmp_path / "other" / "1")
+
+
+def test_a_format_1_model_says_to_retrain(tmp_path: Path) -> None:
     vdir = publish_model(tiny_model(), tmp_path / "m")
     m = _manifest(vdir)
-    m["versions"][component] = recorded
+    del m["format"]
+    m["model_file"] = "model.joblib"
     (vdir / "manifest.json").write_text(json.dumps(m), "utf-8")
-    with pytest.raises(ArtifactError, match=message):
+    with pytest.raises(ArtifactError, match="no longer loads: retrain it"):
+        load_model(vdir)
+
+
+def test_an_oversized_manifest_is_refused_unread(tmp_path: Path) -> None:
+    vdir = publish_model(tiny_model(), tmp_path / "m")
+    with open(vdir / "manifest.json", "a") as f:
+        f.truncate(artifacts._MAX_MANIFEST_BYTES + 1)
+    with pytest.raises(ArtifactError, match="over 16 MB"):
+        load_model(vdir)
+
+
+def test_normalisation_mismatch_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    vdir = publish_model(tiny_model(), tmp_path / "m")
+    m = _manifest(vdir)
+    m["versions"]["normalization"] = "0"
+    (vdir / "manifest.json").write_text(json.dumps(m), "utf-8")
+    with pytest.raises(ArtifactError, match="normalisation v0.*retrain it"):
         load_model(vdir)
 
 
@@ -93,7 +198,7 @@ def test_broken_version_folders_give_clear_errors(tmp_path: Path, damage: str) -
         (vdir / "manifest.json").write_text("{not json", "utf-8")
         match = "cannot read manifest"
     elif damage == "no_model":
-        (vdir / "model.joblib").unlink()
+        (vdir / "model.npz").unlink()
         match = "is missing"
     else:
         m = _manifest(vdir)
@@ -110,7 +215,7 @@ def test_failed_publish_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> No
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(artifacts.joblib, "dump", boom)
+    monkeypatch.setattr(artifacts.np, "savez_compressed", boom)
     with pytest.raises(OSError, match="disk full"):
         publish_model(tiny_model(), root)
     assert list(root.iterdir()) == []
@@ -122,7 +227,8 @@ def test_shipped_default_model_verifies_and_is_small() -> None:
     assert loaded.manifest["metrics"]["dev"]["micro_f1"] > 0.5
     total = sum(f.stat().st_size for f in root.parent.rglob("*") if f.is_file())
     assert total < 25 * 1024 * 1024
-    assert os.access(loaded.path / "model.joblib", os.R_OK)
+    assert os.access(loaded.path / "model.npz", os.R_OK)
+    assert not [p for p in root.rglob("*") if p.suffix in (".joblib", ".pkl", ".pickle")]
 
 
 @pytest.mark.parametrize(
@@ -134,8 +240,10 @@ def test_shipped_default_model_verifies_and_is_small() -> None:
         (lambda m: m | {"topics": "sanctions"}, "'topics' must be a list"),
         (lambda m: m | {"thresholds": None}, "'thresholds' must be an object"),
         (lambda m: m | {"name": ""}, "'name' must be a non-empty string"),
-        (lambda m: m | {"model_file": None}, "'model_file' must be a file name"),
-        (lambda m: m | {"model_file": "../1/model.joblib"}, "'model_file' must be a file name"),
+        (lambda m: m | {"model_file": None}, "'model_file' must be the name of a .npz file"),
+        (lambda m: m | {"model_file": "../1/model.npz"}, "'model_file' must be the name of a .npz file"),
+        (lambda m: m | {"featurizer": []}, "'featurizer' must be an object"),
+        (lambda m: m | {"format": 1}, "artifact format 1 is not 2"),
         (lambda m: m | {"taxonomy": {"version": 9, "topics": []}}, "bad 'taxonomy'.*version 9"),
     ],
 )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -92,9 +93,9 @@ def test_invalid_utf8_and_empty_input_are_reported(tmp_path: Path) -> None:
 
 def test_corrupt_model_is_refused_with_a_clear_message(tmp_path: Path, shared_dir: Path) -> None:
     src = resolve_model_dir(default_model_root())
-    dst = tmp_path / "m" / "1"
+    dst = tmp_path / src.parent.name / src.name
     shutil.copytree(src, dst)
-    with open(dst / "model.joblib", "ab") as f:
+    with open(dst / "model.npz", "ab") as f:
         f.write(b"tampered")
     p = tagger("tag", "--model", str(dst), str(shared_dir / "examples/seed-article.txt"))
     assert p.returncode == 2 and b"sha256 mismatch" in p.stderr and not p.stdout
@@ -142,7 +143,8 @@ def test_serve_with_its_metrics_port_taken_is_one_clear_error() -> None:
             p = tagger("serve", "--port", "0", "--workers", workers, "--metrics-port", str(port))
             err = p.stderr.decode().strip()
             assert p.returncode == 2 and err == (
-                f"tagger serve: error: cannot serve metrics on 0.0.0.0:{port} (--metrics-port): Address already in use"
+                # Metrics listen where gRPC does (--host, default [::]) unless --metrics-host says otherwise.
+                f"tagger serve: error: cannot serve metrics on [::]:{port} (--metrics-port): Address already in use"
             ), err
 
 
@@ -163,3 +165,18 @@ def test_train_checks_taxonomy_and_dev_before_any_training(tmp_path: Path, share
         err = p.stderr.decode().strip()
         assert p.returncode == 2 and len(err.splitlines()) == 1 and message in err, (args, err)
         assert b"features:" not in p.stdout and b"read " not in p.stdout, p.stdout  # nothing was trained
+
+
+def test_missing_training_data_says_where_the_default_comes_from(tmp_path: Path) -> None:
+    env = {**os.environ, "TAGGER_SHARED": str(tmp_path / "nowhere")}
+    for command in (["evaluate"], ["train", "--no-publish"], ["retrain", "--same-data", "--dry-run"]):
+        p = subprocess.run([sys.executable, "-m", "tagger", *command], capture_output=True, text=True, env=env,
+                           cwd=tmp_path)
+        err = p.stderr.strip()
+        assert p.returncode == 2 and len(err.splitlines()) == 1, (command, err)
+        assert f"{tmp_path / 'nowhere'}" in err and "set TAGGER_SHARED, or pass the path" in err, err
+    # Tagging needs no training data at all.
+    page = tmp_path / "page.txt"
+    page.write_text("فرضت الولايات المتحدة عقوبات جديدة على كوريا الشمالية", "utf-8")
+    p = subprocess.run([sys.executable, "-m", "tagger", "tag", str(page)], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr

@@ -1,4 +1,5 @@
-"""ServeConfig: defaults < TAGGER_* environment < flags, one typed place, errors that name the setting."""
+"""Settings: defaults < TAGGER_* environment < flags, one typed place for every command, errors that name
+the setting."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from tagger.cli import build_parser
-from tagger.config import ConfigError, ServeConfig, add_arguments, default_workers, from_args
+from tagger.cli._common import add_settings_arguments
+from tagger.config import DEFAULT_MAX_CHARS, ConfigError, ServeConfig, Settings, default_workers, from_args
+from tagger.paths import default_model_root
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_settings_arguments(parser, ServeConfig)
     return parser.parse_args(argv)
 
 
@@ -69,3 +72,21 @@ def test_serve_help_lists_every_setting_with_its_env_var(capsys: pytest.CaptureF
     for name in ServeConfig.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in out
     assert "TAGGER_METRICS_PORT" in out and "--no-reflection" in out and "grpcurl" in out
+
+
+def test_every_command_shares_the_model_setting_and_its_default() -> None:
+    """One name, one meaning: --model / TAGGER_MODEL picks the model for serve and for every other command."""
+    assert Settings().model_path == default_model_root() == ServeConfig().model_path
+    env = {"TAGGER_MODEL": "/srv/models/x"}
+    assert from_args(None, environ=env, cls=Settings).model_path == Path("/srv/models/x")
+    assert from_args(None, environ=env).model_path == Path("/srv/models/x")
+    required = {"spark-tag": ["--input", "x", "--output", "y"]}
+    for command in ("tag", "evaluate", "info", "serve", "spark-tag"):
+        args = build_parser(command).parse_args([command, "--model", "/flag", *required.get(command, [])])
+        assert from_args(args, environ=env, cls=Settings).model_path == Path("/flag"), command
+
+
+def test_max_chars_has_one_default() -> None:
+    import tagger.tagger
+
+    assert Settings().max_chars == ServeConfig().max_chars == DEFAULT_MAX_CHARS == tagger.tagger.DEFAULT_MAX_CHARS

@@ -3,6 +3,7 @@ client load across a model publish and a server shutdown fails no RPC, and respo
 model_version."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import pytest
 from serve_process import ClientLoad, ServeProcess
 
 from tagger.client import TaggerClient
+from tagger.artifacts import resolve_model_dir
 from tagger.paths import default_model_root
 from tagger.tagger import TagOptions
 
@@ -103,7 +105,10 @@ class Load(ClientLoad):
 def model_root(tmp_path: Path) -> Path:
     root = tmp_path / NAME
     root.mkdir()
-    shutil.copytree(default_model_root() / "1", root / "1")
+    shipped = resolve_model_dir(default_model_root())
+    shutil.copytree(shipped, root / "1")
+    manifest = json.loads((root / "1" / "manifest.json").read_text(encoding="utf-8"))
+    (root / "1" / "manifest.json").write_text(json.dumps(manifest | {"version": "1"}, indent=2), "utf-8")
     return root
 
 

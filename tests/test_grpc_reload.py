@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tagger.artifacts import MANIFEST_FILE, MODEL_FILE
+from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, resolve_model_dir
 from tagger.client import TaggerClient
 from tagger.config import ServeConfig
 from tagger.paths import default_model_root
@@ -20,7 +20,7 @@ from tagger.server import TaggerServer, running
 from tagger.server_reload import ModelSource
 
 NAME = "arabic-news-topics"
-SHIPPED = default_model_root() / "1"
+SHIPPED = resolve_model_dir(default_model_root())
 
 
 def publish_copy(root: Path, version: int, *, corrupt: bool = False) -> Path:
@@ -43,7 +43,7 @@ def publish_copy(root: Path, version: int, *, corrupt: bool = False) -> Path:
 def model_root(tmp_path: Path) -> Path:
     root = tmp_path / NAME
     root.mkdir()
-    shutil.copytree(SHIPPED, root / "1")
+    publish_copy(root, 1)
     return root
 
 

@@ -29,15 +29,9 @@ from tagger.taxonomy import Taxonomy, UnknownTopicError, default_taxonomy
 from tagger.training.data import Article
 from tagger.training.fit import TrainConfig
 from tagger.training.pipeline import train_and_publish
-from tagger.training.retrain import (
-    GatePolicy,
-    RetrainError,
-    apply_corrections,
-    assemble_training_data,
-    compare,
-    retrain,
-)
-from tagger.training.retrain import main as retrain_main
+from tagger.training.assemble import apply_corrections, assemble_training_data
+from tagger.training.gate import GatePolicy, compare
+from tagger.training.retrain import RetrainError, retrain
 
 NEW_GOLD = slice(BASE_GOLD, 1200)  # the labelled "new data": 900 more gold articles
 
@@ -129,7 +123,7 @@ def test_corrections_change_exactly_the_named_labels(tmp_path: Path) -> None:
 def test_apply_corrections_keeps_taxonomy_order() -> None:
     tx = default_taxonomy()
     gold = {"x": Article(id="x", title="", body="", topics=("culture",))}
-    from tagger.training.retrain import Correction
+    from tagger.training.assemble import Correction
 
     apply_corrections(gold, {}, [Correction("x", None, ("diplomacy",), (), "here")], tx)
     assert gold["x"].topics == ("diplomacy", "culture")
@@ -163,8 +157,7 @@ def test_same_inputs_and_seed_give_the_same_metrics_and_decision(live: Setup, tm
     reports = []
     for i in range(2):
         path = tmp_path / f"report{i}.json"
-        # Through `python -m tagger.training.retrain`, which is `tagger retrain`.
-        assert retrain_main([*live.retrain_args()[1:], "--new", str(new), "--seed", "5", "--dry-run",
+        assert tagger_main([*live.retrain_args(), "--new", str(new), "--seed", "5", "--dry-run",
                              "--report", str(path)]) == 0
         reports.append(json.loads(path.read_text("utf-8")))
     assert reports[0] == reports[1]
@@ -181,9 +174,9 @@ def test_bad_inputs_are_usage_errors(live: Setup, tmp_path: Path, capsys) -> Non
     eleven = Taxonomy(t for t in default_taxonomy() if t.id != "culture")
     path = tmp_path / "eleven.json"
     path.write_text(json.dumps(eleven.to_dict(), ensure_ascii=False), "utf-8")
-    assert tagger_main([*live.retrain_args(), "--taxonomy", str(path)]) == 2
+    assert tagger_main([*live.retrain_args(), "--same-data", "--taxonomy", str(path)]) == 2
     assert "lacks topic(s) ['culture']" in capsys.readouterr().err
-    assert tagger_main([*live.retrain_args(), "--tol", "-1"]) == 2
+    assert tagger_main([*live.retrain_args(), "--same-data", "--tol", "-1"]) == 2
     with pytest.raises(RetrainError, match="unknown training setting"):
         retrain(**live.retrain_kwargs(), config={"bogus": 1})
     assert [p.name for p in list_versions(live.root)] == ["1"]
@@ -195,7 +188,7 @@ def test_cutoff_walk_through_promotes_with_a_dev_gain(live_template: Setup, tmp_
     articles published before 2018-06-01, then `tagger retrain` with the later ones as new data."""
     shared = live_template.data.dev.parent.parent
     work = tmp_path / "work"
-    assert retrain_main(["split-by-date", "--cutoff", "2018-06-01", "--out-dir", str(work),
+    assert tagger_main(["split-by-date", "--cutoff", "2018-06-01", "--out-dir", str(work),
                          str(shared / "gold/train.jsonl.xz")]) == 0
     assert "1190 before, 910 on or after" in capsys.readouterr().out
     before, after = work / "train-before.jsonl", work / "train-after.jsonl"
@@ -204,7 +197,7 @@ def test_cutoff_walk_through_promotes_with_a_dev_gain(live_template: Setup, tmp_
     train_and_publish(corpus=live_template.corpus, gold=[before], dev=live_template.data.dev,
                       taxonomy=default_taxonomy(), model_root=root, cfg=TrainConfig(seed=0, **SMALL), log=QUIET)
     report = tmp_path / "report.json"
-    rc = tagger_main(["retrain", "--model-root", str(root), "--corpus", str(live_template.corpus),
+    rc = tagger_main(["retrain", "--model", str(root), "--corpus", str(live_template.corpus),
                       "--gold", str(before), "--new", str(after), "--gold-eval", str(live_template.data.dev),
                       "--report", str(report)])
     out = capsys.readouterr().out

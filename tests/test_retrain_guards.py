@@ -2,7 +2,7 @@
 
 - no live model (versions that do not load, a models/ folder of model folders, a missing or empty
   folder, a version folder) is an error; only --first-version creates version 1;
-- `--model-root .` still names the model after its folder;
+- `--model .` still names the model after its folder;
 - every input, the gate gold included, is read and checked before training starts;
 - gate gold that is also training gold (same id) is refused, as the README promises it is never trained on;
 - --new rows with no text or with a mistyped field (``topic`` for ``topics``) are errors naming file:line.
@@ -21,14 +21,16 @@ import pytest
 from test_retrain_helpers import NAME, QUIET, article_json, write_jsonl
 
 import tagger.training.retrain as retrain_mod
-from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, list_versions, load_model
+from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, ArtifactError, list_versions, load_model
 from tagger.cli import main as tagger_main
 from tagger.io import InputError
 from tagger.taxonomy import default_taxonomy
 from tagger.training.data import read_articles, read_gold
 from tagger.training.fit import TrainConfig
 from tagger.training.pipeline import train_and_publish
-from tagger.training.retrain import GatePolicy, RetrainError, assemble_training_data, retrain
+from tagger.training.assemble import assemble_training_data
+from tagger.training.gate import GatePolicy
+from tagger.training.retrain import RetrainError, retrain
 
 TINY = {"max_features": 3_000, "cv_folds": 2, "n_jobs": 1}
 LENIENT = GatePolicy(tol=1, topic_tol=1, new_topic_min_f1=0)
@@ -42,7 +44,7 @@ class Tiny:
     root: Path  # a model folder whose version 1 loads
 
     def args(self, root: Path | None = None) -> list[str]:
-        return ["retrain", "--model-root", str(root or self.root), "--gold", str(self.gold), "--corpus",
+        return ["retrain", "--same-data", "--model", str(root or self.root), "--gold", str(self.gold), "--corpus",
                 str(self.corpus), "--gold-eval", str(self.dev), *itertools.chain(*(
                     (f"--{k.replace('_', '-')}", str(v)) for k, v in TINY.items()))]
 
@@ -88,18 +90,18 @@ def _error_line(capsys) -> str:
 
 # ------------------------------------------------------------------- 1. no live model, no gate
 def test_versions_that_do_not_load_are_an_error_not_a_first_version(tiny: Tiny, capsys, no_training) -> None:
-    # A library upgrade: version 1 was "built with" a scikit-learn this environment does not have.
+    # Version 1 left over in the old artifact format (a pickle), which this tagger no longer loads.
     manifest = tiny.root / "1" / MANIFEST_FILE
     m = json.loads(manifest.read_text("utf-8"))
-    m["versions"]["scikit-learn"] = "0.1.0"
-    manifest.write_text(json.dumps(m), "utf-8")
+    manifest.write_text(json.dumps(m | {"format": 1}), "utf-8")
     assert tagger_main([*tiny.args(), "--dry-run"]) == 2
     line = _error_line(capsys)
     assert line.startswith("tagger retrain: error: no version under") and "cannot be gated" in line
-    assert "version 1:" in line and "scikit-learn 0.1.0" in line, line
+    assert "version 1:" in line and "artifact format 1 is not 2" in line, line
 
     # A corrupt newest version on top of it: both named, the newest with its reason.
     shutil.copytree(tiny.root / "1", tiny.root / "2")
+    (tiny.root / "2" / MANIFEST_FILE).write_text(json.dumps(m | {"version": "2"}), "utf-8")
     (tiny.root / "2" / MODEL_FILE).write_bytes(b"not a model")
     assert tagger_main(tiny.args()) == 2
     line = _error_line(capsys)
@@ -109,13 +111,28 @@ def test_versions_that_do_not_load_are_an_error_not_a_first_version(tiny: Tiny, 
         retrain(**tiny.kwargs(), first_version=True)  # the flag does not bypass it: versions exist
 
 
+def test_a_live_model_from_an_older_text_pipeline_is_still_the_gate(tiny: Tiny, capsys) -> None:
+    """After a normalisation change the live model cannot be served by this tagger, but it is what
+    servers run until its successor ships: retrain gates against it (warning), and says so."""
+    manifest = tiny.root / "1" / MANIFEST_FILE
+    m = json.loads(manifest.read_text("utf-8"))
+    m["versions"]["normalization"] = "0"
+    manifest.write_text(json.dumps(m), "utf-8")
+    with pytest.raises(ArtifactError, match=rf"tagger retrain --model {tiny.root} --same-data"):
+        load_model(tiny.root)
+    rc = tagger_main([*tiny.args(), "--dry-run"])
+    err = capsys.readouterr().err
+    assert "warning: model" in err and "normalisation v0" in err and "gating against it" in err
+    assert rc in (0, 1) and "live model: arabic-news-topics/1" in err
+
+
 def test_a_models_folder_or_a_version_folder_is_not_a_model_root(tiny: Tiny, capsys, no_training) -> None:
     models = tiny.root.parent
     for extra in ([], ["--first-version"]):
         assert tagger_main([*tiny.args(models), *extra]) == 2
         line = _error_line(capsys)
         assert f"{models} holds model folders ({NAME}), not versions" in line
-        assert f"--model-root {tiny.root}" in line, line
+        assert f"--model {tiny.root}" in line, line
     assert tagger_main(tiny.args(tiny.root / "1")) == 2
     assert f"{tiny.root / '1'} is a model version folder" in _error_line(capsys)
     assert sorted(p.name for p in models.iterdir()) == [NAME] and list_versions(tiny.root / "1") == []
@@ -237,3 +254,23 @@ def test_new_rows_with_other_fields_are_read_as_before(tmp_path: Path) -> None:
     assert {a.id: a.topics for a in data.gold} == {"g": ("politics",), "a": ("economy",)}
     assert [a.id for a in data.unlabelled] == ["c", "b"]
     assert data.summary["new"] == {"labelled": 2, "replaced_gold": 1, "unlabelled": 1, "tagged": 2}
+
+
+# ------------------------------------------------------------------- nothing new
+def test_a_retrain_with_nothing_new_says_so_instead_of_training(tiny: Tiny, capsys, no_training) -> None:
+    args = [a for a in tiny.args() if a != "--same-data"]
+    assert tagger_main([*args, "--dry-run"]) == 2
+    assert _error_line(capsys) == ("tagger retrain: error: nothing new to retrain on: give --new FILE and/or "
+                                   "--corrections FILE (or --same-data to retrain on the base data alone)")
+    assert [p.name for p in list_versions(tiny.root)] == ["1"]
+
+
+def test_the_data_summary_is_words_not_a_python_dict(tiny: Tiny, tmp_path: Path, capsys) -> None:
+    new = tmp_path / "new.jsonl"
+    rows = [json.loads(line) for line in tiny.gold.read_text("utf-8").splitlines()[:2]]
+    new.write_text("".join(json.dumps(r | {"id": f"new-{i}"}, ensure_ascii=False) + "\n" for i, r in enumerate(rows)),
+                   "utf-8")
+    tagger_main([a for a in tiny.args() if a != "--same-data"] + ["--new", str(new), "--dry-run"])
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("training data:"))
+    assert "new: 2 labelled, 0 replaced gold, 0 unlabelled" in line and "{" not in line, line

@@ -74,7 +74,7 @@ class Setup:
 
     def retrain_args(self) -> list[str]:
         """`tagger retrain` arguments for this base data (the live model's small config is reused)."""
-        return ["retrain", "--model-root", str(self.root), "--corpus", str(self.corpus), "--gold", str(self.base_gold),
+        return ["retrain", "--model", str(self.root), "--corpus", str(self.corpus), "--gold", str(self.base_gold),
                 "--gold-eval", str(self.data.dev)]
 
     def retrain_kwargs(self) -> dict:

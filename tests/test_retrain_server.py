@@ -26,7 +26,8 @@ from tagger.taxonomy import Topic
 from tagger.text import analyze
 from tagger.training.data import read_articles
 from tagger.training.pipeline import predict_topics
-from tagger.training.retrain import _resolve_taxonomy, retrain, wait_until_served
+from tagger.cli.retrain import wait_until_served
+from tagger.training.retrain import _resolve_taxonomy, retrain
 
 PROBE = {"id": "probe", "title": "واشنطن تفرض عقوبات جديدة على موسكو",
          "text": "أعلنت وزارة الخزانة الأمريكية فرض عقوبات جديدة على شركات روسية وتجميد أصولها."}

@@ -36,6 +36,7 @@ __all__ = [
     "default_label_files",
     "read_corrections",
     "read_labels",
+    "choose_label_files",
 ]
 
 #: Annotations of corpus articles shipped with the repo (training/labels/README.md says how they were made).
@@ -45,6 +46,19 @@ LABELS_DIR = Path(__file__).resolve().parent / "labels"
 def default_label_files() -> list[Path]:
     """The label files `tagger train` and `tagger retrain` read unless told otherwise, in name order."""
     return sorted(LABELS_DIR.glob("*.jsonl"))
+
+
+def choose_label_files(given: Sequence[str | Path] | None, corpus: Path, default_corpus: Path) -> list[Path]:
+    """The label files to train with: those ``given``, none for ``["none"]``, or (``given`` None) the
+    shipped annotations when training on the corpus they annotate (their ids name its articles;
+    another corpus would not have them). Raises ValueError for ``none`` mixed with files."""
+    if given is None:
+        return default_label_files() if Path(corpus).resolve() == Path(default_corpus).resolve() else []
+    if any(str(p).lower() == "none" for p in given):
+        if len(given) > 1:
+            raise ValueError("--labels none cannot be combined with label files")
+        return []
+    return [Path(p) for p in given]
 
 
 @dataclass(frozen=True)

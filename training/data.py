@@ -1,8 +1,11 @@
 """Training data: the weakly labelled corpus and gold-labelled articles, read as streams."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import datetime as _dt
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ from tagger.document import from_fields
 from tagger.io import InputError, read_jsonl
 from tagger.taxonomy import Taxonomy
 
-__all__ = ["Article", "read_articles", "read_gold"]
+__all__ = ["Article", "read_articles", "read_gold", "split_by_date"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +96,35 @@ def read_gold(path: Path | str, taxonomy: Taxonomy) -> list[Article]:
         seen[art.id] = n
         out.append(art)
     return out
+
+
+def _parse_date(text: str) -> _dt.datetime:
+    """RSS dates ("Mon, 05 Mar 2018 10:46:41 +0000") or ISO 8601; naive times are taken as UTC."""
+    try:
+        d = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        d = _dt.datetime.fromisoformat(text.strip())
+    return d if d.tzinfo else d.replace(tzinfo=_dt.timezone.utc)
+
+
+def split_by_date(paths: Sequence[Path], cutoff: str, out_dir: Path) -> dict[str, tuple[int, int]]:
+    """Write ``<stem>-before.jsonl`` / ``<stem>-after.jsonl`` per input: articles published before the
+    cut-off date (UTC midnight) and on or after it. Lines are copied as they are."""
+    cut = _parse_date(cutoff)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for path in paths:
+        stem = Path(path).name.split(".")[0]
+        n = [0, 0]
+        with open(out_dir / f"{stem}-before.jsonl", "w", encoding="utf-8") as before, \
+                open(out_dir / f"{stem}-after.jsonl", "w", encoding="utf-8") as after:
+            for line_no, obj in read_jsonl(path):
+                try:
+                    late = _parse_date(str(obj.get("published") or "")) >= cut
+                except ValueError as e:
+                    raise InputError(f"{path}:{line_no}: cannot read 'published' date: {e}") from e
+                (after if late else before).write(json.dumps(obj, ensure_ascii=False) + "\n")
+                n[late] += 1
+        counts[str(path)] = (n[0], n[1])
+    return counts

@@ -1,12 +1,13 @@
 """`tagger train` end to end: read data, fit, evaluate on dev gold, publish a verified version."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from tagger.artifacts import LoadedModel, publish_model, sha256_file
+from tagger.artifacts import MANIFEST_FILE, LoadedModel, list_versions, publish_model, sha256_file
 from tagger.document import Document
 from tagger.io import InputError
 from tagger.metrics import Report, score
@@ -14,6 +15,7 @@ from tagger.model import TopicModel
 from tagger.tagger import Tagger
 from tagger.taxonomy import Taxonomy
 from tagger.training.assemble import assemble_training_data
+from tagger.training.card import render_card
 from tagger.training.data import Article, read_gold
 from tagger.training.fit import TrainConfig, TrainResult, fit_model
 from tagger.training.weak import load_keyword_rules, load_section_rules
@@ -95,22 +97,16 @@ def train_and_publish(
 
 
 def _publish_with_card(model: TopicModel, model_root: Path, manifest: dict, dev: Path | None) -> Path:
-    import json
-
-    from tagger.artifacts import MANIFEST_FILE, list_versions
-    from tagger.training.card import render_card
-
-    existing = list_versions(model_root)
-    version = int(existing[-1].name) + 1 if existing else 1
+    """Publish with MODEL.md, compared with the previous version's dev metrics when it was scored on
+    the same dev file."""
     previous = None
-    if existing and dev is not None:
+    newest = list_versions(model_root)[-1:] if Path(model_root).is_dir() else []
+    if newest and dev is not None:
         try:
-            old = json.loads((existing[-1] / MANIFEST_FILE).read_text("utf-8"))
+            old = json.loads((newest[0] / MANIFEST_FILE).read_text("utf-8"))
         except (OSError, ValueError):
             old = {}
         old_dev = (old.get("metrics") or {}).get("dev") or {}
         if old_dev.get("file", {}).get("sha256") == sha256_file(dev):
             previous = {"version": old.get("version"), "metrics": {"dev": old_dev}}
-    text = render_card({"name": model_root.name, "version": str(version), "topics": list(model.topics)} | manifest,
-                       previous)
-    return publish_model(model, model_root, extra_manifest=manifest, version=version, card=text)
+    return publish_model(model, model_root, extra_manifest=manifest, card=lambda m: render_card(m, previous))

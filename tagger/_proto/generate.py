@@ -8,7 +8,6 @@ it; ``--check`` (and ``tests/test_grpc_proto.py``) fail when the committed code 
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
@@ -57,12 +56,16 @@ def stale_files() -> list[str]:
     ]
 
 
+USAGE = "usage: python -m tagger._proto.generate [--check]  (--check: exit 1 if the committed code is stale)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tagger._proto.generate", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the committed code is not current; write nothing")
-    args = parser.parse_args(argv)
-    if args.check:
+    # A developer's tool with one flag; argparse is kept to tagger/cli/.
+    argv = sys.argv[1:] if argv is None else argv
+    if argv not in ([], ["--check"]):
+        print(USAGE, file=sys.stderr)
+        return 2
+    if argv == ["--check"]:
         stale = stale_files()
         if stale:
             print(f"stale generated code: {', '.join(stale)}; run python -m tagger._proto.generate", file=sys.stderr)

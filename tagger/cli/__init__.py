@@ -18,6 +18,8 @@ COMMANDS = {
     "serve": "Run the gRPC tagging service",
     "retrain": "Retrain with new data and promote only if not worse",
     "spark-tag": "Tag a parquet/JSONL dataset on Spark",
+    "split-by-date": "Split JSONL articles at a publication date",
+    "sign-model": "Sign a model version's manifest (ed25519) for serve --model-public-key",
     "review": "The editors' review loop: web app, queue import, decisions export",
 }
 
@@ -31,7 +33,10 @@ def _module(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from tagger import __version__
+
     parser = argparse.ArgumentParser(prog="tagger", description="Arabic-first news topic tagging.")
+    parser.add_argument("--version", action="version", version=f"tagger {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tagger.cli import CLIError, emit
-from tagger.cli._common import add_model_option, load
+from tagger.cli._common import add_model_option, check_data_files, load
 from tagger.paths import shared_dir
 
 
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"{args.predictions} exists; use --force to overwrite it")
         if not args.predictions.parent.is_dir():
             raise CLIError(f"{args.predictions}: no such directory {args.predictions.parent}")
+    check_data_files([args.gold])
     loaded = load(args)
     taxonomy = loaded.taxonomy
     try:

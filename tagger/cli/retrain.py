@@ -7,9 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+import sys
+import time
+
 from tagger.cli import CLIError, emit
-from tagger.cli._common import add_labels_option, label_files
-from tagger.paths import default_model_root, shared_dir
+from tagger.cli._common import add_labels_option, label_files, check_data_files, require_training, settings
+from tagger.paths import shared_dir
 
 EPILOG = """\
 base data: --gold articles, the --corpus, and label files (--labels; by default training/labels/*.jsonl,
@@ -22,15 +25,17 @@ edits them. A --new line with no text, or with a near miss of a field it lacks (
 is an error. The gate gold (--gold-eval) must share no id with the training gold. Every input is read
 and checked before training starts.
 
-The live model is the newest version under --model-root that loads. A folder whose versions all fail
-to load, a folder of model folders (models/ instead of models/NAME) and a folder with no versions are
-errors (exit 2): only --first-version creates version 1, published without a gate.
+The live model is the newest version under --model (the model folder a server serves) that loads.
+A folder whose versions all fail to load, a folder of model folders (models/ instead of models/NAME)
+and a folder with no versions are errors (exit 2): only --first-version creates version 1, published
+without a gate. With nothing new (no --new, no --corrections) there is nothing to retrain on, which
+is an error unless --same-data says it is meant (e.g. to check a changed rule file or taxonomy).
 
 examples:
   tagger retrain --new new.jsonl --dry-run
   tagger retrain --new new.jsonl --corrections fixes.jsonl --wait-served localhost:50051
   tagger retrain --taxonomy topics+environment.json --keywords keywords+environment.json --new env.jsonl
-  tagger retrain --model-root models/new-model --first-version --gold gold.jsonl --corpus corpus.jsonl
+  tagger retrain --model models/new-model --first-version --gold gold.jsonl --corpus corpus.jsonl
 """
 
 
@@ -38,9 +43,9 @@ def register(p: argparse.ArgumentParser) -> None:
     shared = shared_dir()
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    p.add_argument("--model-root", type=Path, default=None,
+    p.add_argument("--model", "--model-root", dest="model", type=Path, default=None, metavar="PATH",
                    help="model folder whose newest version is live and where a promoted version is published "
-                        "(default: models/arabic-news-topics)")
+                        "[env TAGGER_MODEL; default the shipped model's folder]")
     p.add_argument("--corpus", type=Path, default=shared / "corpus/ant-train.jsonl.xz",
                    help="base corpus JSONL(.gz/.xz) (default: ../shared/corpus/ant-train.jsonl.xz)")
     p.add_argument("--gold", type=Path, action="append", default=None,
@@ -83,6 +88,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--first-version", action="store_true",
                    help="--model-root has no versions yet: create version 1, ungated (there is no live model to "
                         "compare with); without this flag a model root with no versions is an error")
+    p.add_argument("--same-data", action="store_true",
+                   help="retrain although nothing is new (no --new or --corrections), e.g. after changing rules")
     p.add_argument("--dry-run", action="store_true", help="train, compare and report; publish nothing")
     p.add_argument("--report", type=Path, default=None, help="also write the decision and metrics as JSON")
     p.add_argument("--card", type=Path, default=None, help="also write the candidate's MODEL.md here")
@@ -92,26 +99,46 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def _log(msg: str) -> None:
-    import sys
-
     print(msg, file=sys.stderr, flush=True)
 
 
+def wait_until_served(target: str, version: str, timeout: float = 60.0) -> None:
+    """Block until the gRPC server at ``target`` answers with model ``version`` (its folder watch
+    picked it up); raises TimeoutError."""
+    from tagger.client import TaggerClient  # grpc only when asked for
+
+    deadline = time.monotonic() + timeout
+    with TaggerClient(target, timeout=max(1.0, timeout)) as client:
+        while True:
+            try:
+                if client.model_info(timeout=5).version == version:
+                    return
+            except Exception:  # a restarting server: keep asking until the deadline
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{target} did not serve {version} within {timeout:.0f}s")
+            time.sleep(0.2)
+
+
 def run(args: argparse.Namespace) -> int:
+    require_training('tagger retrain')
     from tagger.artifacts import ArtifactError
     from tagger.io import InputError
     from tagger.taxonomy import UnknownTopicError
-    from tagger.training.retrain import GatePolicy, RetrainError, retrain, wait_until_served
+    from tagger.training.gate import GatePolicy
+    from tagger.training.retrain import RetrainError, retrain
     from tagger.training.tags import TagAuditConfig
 
+    if not (args.new or args.corrections or args.same_data or args.first_version):
+        raise CLIError("nothing new to retrain on: give --new FILE and/or --corrections FILE "
+                       "(or --same-data to retrain on the base data alone)")
+    model_root = settings(args).model_path
     shared = shared_dir()
     gold = args.gold or [shared / "gold/train.jsonl.xz"]
     gold_eval = args.gold_eval or [shared / "gold/dev.jsonl"]
     labels = label_files(args, shared / "corpus/ant-train.jsonl.xz")
     optional = [p for p in (args.taxonomy, args.keywords, args.sections) if p is not None]
-    for path in [args.corpus, *gold, *labels, *args.new, *args.corrections, *gold_eval, *optional]:
-        if not Path(path).is_file():
-            raise CLIError(f"{path}: no such file (set TAGGER_SHARED or pass the path)")
+    check_data_files([args.corpus, *gold, *labels, *args.new, *args.corrections, *gold_eval, *optional])
     for option, path in (("--report", args.report), ("--card", args.card)):
         # Checked now: found missing only after training (and publishing), the run would be wasted.
         if path is not None and not Path(path).parent.is_dir():
@@ -121,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         tags = None if args.no_tags else TagAuditConfig(
             args.tag_noise_share, args.tag_min_support, args.tag_min_precision, args.tag_min_lift)
         result = retrain(
-            model_root=args.model_root or default_model_root(), corpus=args.corpus, gold=gold, gold_eval=gold_eval,
+            model_root=model_root, corpus=args.corpus, gold=gold, gold_eval=gold_eval,
             labels=labels, new=args.new, corrections=args.corrections, taxonomy=args.taxonomy, keywords=args.keywords,
             sections=args.sections, policy=policy, tag_audit=tags, dry_run=args.dry_run,
             first_version=args.first_version,

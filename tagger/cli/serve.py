@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from tagger.cli import CLIError
-from tagger.config import ConfigError, add_arguments, from_args
+from tagger.cli._common import add_settings_arguments, settings
+from tagger.config import ServeConfig
 
 EPILOG = """\
 The service is tagger.v1.TopicTagger (proto/tagger/v1/tagger.proto) with grpc.health.v1 health
@@ -16,6 +17,8 @@ examples:
   tagger serve                                   # port 50051, metrics on :9100
   tagger serve --port 0 --workers 1 --metrics-port 0
   TAGGER_WORKERS=4 tagger serve --model models/arabic-news-topics
+  tagger serve --tls-cert server.crt --tls-key server.key --token-file tokens --health-port 50052
+                                                 # TLS + bearer tokens; plaintext health for probes (docs/security.md)
   grpcurl -plaintext -d '{"document": {"raw": "..."}}' localhost:50051 tagger.v1.TopicTagger/Tag
 """
 
@@ -23,14 +26,11 @@ examples:
 def register(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    add_arguments(p)
+    add_settings_arguments(p, ServeConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = from_args(args)
-    except ConfigError as e:
-        raise CLIError(str(e)) from e
+    config = settings(args, ServeConfig)
     # Imported here: grpc and the model stack load only when serving.
     from tagger.artifacts import ArtifactError
     from tagger.server import serve
