@@ -142,6 +142,11 @@ class ServeConfig(Settings):
     metrics_port: int = _opt("Prometheus /metrics HTTP port (0 = no metrics endpoint)", int, default=9100)
     metrics_host: str = _opt("address the metrics endpoint listens on (default: --host's)", default="")
     reflection: bool = _opt("serve gRPC server reflection (--no-reflection turns it off)", _bool, default=True)
+    review_db: str | None = _opt("review store (SQLite path or postgresql:// URL, see `tagger review`): a sample of "
+                                 "served documents is queued there for editors, off the RPC path (default: none)",
+                                 default=None, metavar="URL")
+    review_sample: float = _opt("share of served documents queued for review when --review-db is set (0-1)", float,
+                                default=0.01)
     log_level: str = _opt("logging level", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                           default="INFO")
 
@@ -202,6 +207,8 @@ class ServeConfig(Settings):
              "and --tls-cert / TAGGER_TLS_CERT go together"),
             (lambda: self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca",
              "needs --tls-cert and --tls-key (mutual TLS is TLS first)"),
+            (lambda: math.isfinite(self.review_sample) and 0 <= self.review_sample <= 1, "review_sample",
+             "must be a number in 0..1"),
         ]
 
 

@@ -137,6 +137,7 @@ class TopicTaggerServicer:
         self.coalescer = Coalescer() if config.coalesce else None
         self.big_requests = BigRequests(_BIG_REQUEST)
         self.streams = OpenStreams(config.stream_limit, config.stream_idle_timeout)
+        self.sampler: Any = None  # a tagger.review.sampler.ReviewSampler with --review-db
         self.limits = pb.ServerLimits(
             max_batch_documents=config.max_batch, max_chars=config.max_chars,
             truncates_long_text=config.on_too_long == "truncate", max_message_bytes=config.max_message_bytes,
@@ -186,6 +187,8 @@ class TopicTaggerServicer:
         truncated = sum(r.truncated for r in out)
         if truncated:
             self.metrics.truncated.inc(truncated)
+        if self.sampler is not None:
+            self.sampler.offer(docs, out)  # never blocks or raises (tagger.review.sampler)
         return out
 
     def _tag_one(self, tagger: Tagger, doc: Document, options: TagOptions, context: grpc.ServicerContext,
@@ -202,6 +205,8 @@ class TopicTaggerServicer:
             raise _Fail(_INVALID, f"{where}{e}") from None
         if result.truncated:
             self.metrics.truncated.inc()
+        if self.sampler is not None:
+            self.sampler.offer([doc], [result])  # never blocks or raises (tagger.review.sampler)
         return result
 
     # ---------------------------------------------------------------- RPCs
@@ -507,6 +512,8 @@ class TaggerServer:
             warm_up(holder.current)
             self.metrics.model_swapped(None, holder.current.version)
         holder.start()
+        if self.config.review_db and self.servicer.sampler is None:
+            self.servicer.sampler = _review_sampler(self.config, holder.current, self.metrics)
         self.servicer.streams.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
@@ -521,12 +528,26 @@ class TaggerServer:
         self.servicer.streams.stop()
         if done is not None:
             done.wait()
+        if self.servicer.sampler is not None:
+            self.servicer.sampler.close()
+            self.servicer.sampler.store.close()
         if self._health_server is not None:
             self._health_server.stop(0).wait()
         self.lanes.shutdown()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
+
+
+def _review_sampler(config: ServeConfig, tagger: Tagger, metrics: ServerMetrics) -> Any:
+    """--review-db: queue a sample of served documents for editors (imported only when asked for)."""
+    from tagger.review.queue import QueueBuilder
+    from tagger.review.sampler import ReviewSampler
+    from tagger.review.store import Store
+
+    store = Store(config.review_db, topics=tagger.topics)
+    return ReviewSampler(store, QueueBuilder.for_model(tagger.loaded), config.review_sample,
+                         registry=metrics.registry)
 
 
 def plaintext_warning(config: ServeConfig) -> str | None:

@@ -21,6 +21,7 @@ COMMANDS = {
     "spark-tag": "Tag a parquet/JSONL dataset on Spark",
     "split-by-date": "Split JSONL articles at a publication date",
     "sign-model": "Sign a model version's manifest (ed25519) for serve --model-public-key",
+    "review": "The editors' review loop: web app, queue import, decisions export",
 }
 
 
