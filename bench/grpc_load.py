@@ -1,7 +1,15 @@
-"""Load-test the gRPC service against a naive scikit-learn server; prints one side-by-side table.
+"""Load-test the gRPC service against a naive scikit-learn server and a bare grpcio echo server; prints
+one side-by-side table.
 
-    python bench/grpc_load.py                      # about 2 minutes on 2 cores
+    python bench/grpc_load.py                      # about 3 minutes on 2 cores
     python bench/grpc_load.py --duration 3 --rates 200,400
+    python bench/grpc_load.py --no-baseline --workers 2 --secure --rates "" --no-batch   # the echo ratio only
+
+``echo`` (bench/echo_server.py) is the transport's ceiling: the same Tag method with a fixed
+pre-serialised reply, the same threads, SO_REUSEPORT, 2 processes. The "vs echo" row divides each
+column's ``Tag max`` by the echo column of the same security (plaintext, or TLS + bearer token with
+``--secure``, which adds those columns: a CA and a server certificate made for the run, and
+``tagger serve --tls-cert --tls-key --token-file``). Admission control is always on in tagger.
 
 Servers are started one at a time as subprocesses on 127.0.0.1 (so each has the machine to
 itself); this process is the client (grpc.aio, several connections so SO_REUSEPORT spreads them
@@ -26,6 +34,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -34,6 +43,9 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from pki import Authority  # noqa: E402  (the tests' throw-away PKI)
 
 from tagger._proto import tagger_pb2 as pb
 from tagger._proto import tagger_pb2_grpc as pb_grpc
@@ -44,6 +56,19 @@ from tagger.tagger import Tagger
 from tagger.training.data import read_articles
 
 REPO = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token-0123456789"
+
+
+@dataclass
+class Security:
+    """How a column is reached: plaintext (all None) or TLS trusting ``ca``, with an optional token."""
+
+    ca: Path | None = None
+    token: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.ca is not None
 
 TAGGER = [sys.executable, "-m", "tagger", "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
 
@@ -57,6 +82,11 @@ class Run:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
+    server_cpu: float = 0.0  # CPU seconds the server's processes used during the cell
+
+    @property
+    def cpu_per_call_us(self) -> float:
+        return self.server_cpu / self.done * 1e6 if self.done else float("nan")
 
     @property
     def rate(self) -> float:
@@ -82,6 +112,11 @@ class CpuSnapshot:
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
             return 0.0
+
+    @classmethod
+    def server_seconds(cls, server_pid: int) -> float:
+        """CPU seconds used so far by the server's process tree."""
+        return sum(cls._proc_seconds(p) for p in cls._tree(server_pid))
 
     @staticmethod
     def _tree(pid: int) -> list[int]:
@@ -217,19 +252,44 @@ async def batches(stubs: list, docs: list[pb.Document], size: int, seconds: floa
     return run
 
 
-async def measure(port: int, docs: list[pb.Document], args: argparse.Namespace) -> list[Run]:
+class _Authorized:
+    """A stub whose calls carry the bearer token (the interface closed_loop and friends use)."""
+
+    def __init__(self, stub: pb_grpc.TopicTaggerStub, token: str) -> None:
+        self._stub, self._metadata = stub, (("authorization", f"Bearer {token}"),)
+
+    def Tag(self, request: pb.TagRequest, timeout: float):  # noqa: N802 (the RPC's name)
+        return self._stub.Tag(request, timeout=timeout, metadata=self._metadata)
+
+    def TagBatch(self, request: pb.TagBatchRequest, timeout: float):  # noqa: N802
+        return self._stub.TagBatch(request, timeout=timeout, metadata=self._metadata)
+
+
+async def measure(port: int, docs: list[pb.Document], args: argparse.Namespace, security: Security,
+                  server_pid: int, tag_only: bool = False) -> list[Run]:
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20),
                ("grpc.max_send_message_length", 64 << 20)]
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) for _ in range(args.connections)]
+    target = f"127.0.0.1:{port}"
+    if security.secure:
+        credentials = grpc.ssl_channel_credentials(root_certificates=security.ca.read_bytes())
+        channels = [grpc.aio.secure_channel(target, credentials, options=options) for _ in range(args.connections)]
+    else:
+        channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(args.connections)]
     try:
         await asyncio.gather(*(c.channel_ready() for c in channels))
-        stubs = [pb_grpc.TopicTaggerStub(c) for c in channels]
+        stubs: list = [pb_grpc.TopicTaggerStub(c) for c in channels]
+        if security.token:
+            stubs = [_Authorized(s, security.token) for s in stubs]
         requests = [pb.TagRequest(document=d) for d in docs]
         await closed_loop(stubs, requests, args.concurrency, 1.0)  # warm-up: connections, caches
+        cpu_before = CpuSnapshot.server_seconds(server_pid)
         runs = [await closed_loop(stubs, requests, args.concurrency, args.duration)]
+        runs[0].server_cpu = CpuSnapshot.server_seconds(server_pid) - cpu_before
         for rate in args.rates:
             runs.append(await fixed_rate(stubs, requests, rate, args.duration))
-        runs.append(await batches(stubs, docs, args.batch, args.duration))
+        if not args.no_batch:
+            runs.append(await batches(stubs, docs, args.batch, args.duration) if not tag_only
+                        else Run(f"TagBatch x{args.batch}"))  # the echo server has no TagBatch
         return runs
     finally:
         await asyncio.gather(*(c.close() for c in channels))
@@ -245,28 +305,58 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=2000, help="distinct corpus documents to send")
     parser.add_argument("--baseline-train-docs", type=int, default=3000)
     parser.add_argument("--workers", default="1,2", help="tagger --workers values to measure")
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="leave out the naive scikit-learn server")
+    parser.add_argument("--no-echo", action="store_true", help="leave out the bare grpcio echo server")
+    parser.add_argument("--secure", action="store_true",
+                        help="also measure echo and tagger with TLS, and tagger with a bearer token")
+    parser.add_argument("--no-batch", action="store_true", help="skip the TagBatch cell")
+    parser.add_argument("--no-coalesce-column", action="store_true",
+                        help="add tagger columns with --no-coalesce (single documents tagged one at a time)")
+    parser.add_argument("--threads", type=int, default=16, help="RPC threads per process (echo and tagger)")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r]
 
     docs = load_documents(args.docs, skip=args.baseline_train_docs)
     chars = np.mean([len(d.title) + len(d.text) for d in docs])
     offline = offline_rate(docs)
-    servers = [] if args.no_baseline else [
-        ("naive sklearn", [sys.executable, "bench/naive_server.py", "--train-docs", str(args.baseline_train_docs)])]
-    servers += [(f"tagger -w{w}", [*TAGGER, "--workers", w]) for w in args.workers.split(",")]
-
-    results: dict[str, list[Run]] = {}
-    others: dict[str, float] = {}
-    for name, cmd in servers:
-        print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        proc, port = start_server(cmd)
-        try:
-            before = CpuSnapshot.take(proc.pid)
-            results[name] = asyncio.run(measure(port, docs, args))
-            others[name] = CpuSnapshot.take(proc.pid).others_since(before)
-        finally:
-            stop_server(proc)
+    plain = Security()
+    threads = ["--threads", str(args.threads)]
+    servers: list[tuple[str, list[str], Security]] = [] if args.no_baseline else [
+        ("naive sklearn", [sys.executable, "bench/naive_server.py", "--train-docs", str(args.baseline_train_docs)],
+         plain)]
+    workers = args.workers.split(",")
+    if not args.no_echo:
+        servers.append(("echo -w2", [sys.executable, "bench/echo_server.py", "--workers", "2", *threads], plain))
+    servers += [(f"tagger -w{w}", [*TAGGER, "--workers", w, *threads], plain) for w in workers]
+    if args.no_coalesce_column:
+        servers += [(f"tagger -w{w} no-coalesce", [*TAGGER, "--workers", w, *threads, "--no-coalesce"], plain)
+                    for w in workers]
+    with tempfile.TemporaryDirectory(prefix="grpc-load-") as tmp:
+        if args.secure:
+            ca = Authority(Path(tmp), "bench-ca")
+            cert, key = ca.issue("server", server=True)
+            tokens = Path(tmp) / "tokens"
+            tokens.write_text(TOKEN + "\n", encoding="utf-8")
+            tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+            if not args.no_echo:
+                servers.append(("echo -w2 TLS", [sys.executable, "bench/echo_server.py", "--workers", "2", *threads,
+                                                 *tls], Security(ca.pem)))
+            servers += [(f"tagger -w{w} TLS+token", [*TAGGER, "--workers", w, *threads, *tls, "--token-file",
+                                                      str(tokens)], Security(ca.pem, TOKEN)) for w in workers]
+        results: dict[str, list[Run]] = {}
+        others: dict[str, float] = {}
+        secure_of: dict[str, bool] = {}
+        for name, cmd, security in servers:
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            proc, port = start_server(cmd)
+            try:
+                before = CpuSnapshot.take(proc.pid)
+                results[name] = asyncio.run(measure(port, docs, args, security, proc.pid,
+                                                    tag_only=name.startswith("echo")))
+                others[name] = CpuSnapshot.take(proc.pid).others_since(before)
+                secure_of[name] = security.secure
+            finally:
+                stop_server(proc)
 
     print(f"\n{len(docs)} corpus articles, mean {chars:.0f} characters; {os.cpu_count()} CPU cores; "
           f"client: this process, {args.connections} connections; {args.duration:g}s per cell")
@@ -277,6 +367,7 @@ def main() -> int:
     names = list(results)
     width = max(24, *(len(n) + 2 for n in names))
     print(f"{'':<30}" + "".join(f"{n:>{width}}" for n in names))
+    echo = {secure: results[n][0].rate for n, secure in secure_of.items() if n.startswith("echo")}
     for row in range(len(next(iter(results.values())))):
         label = results[names[0]][row].label
         is_batch = label.startswith("TagBatch")
@@ -285,7 +376,7 @@ def main() -> int:
             r = results[n][row]
             errs = sum(r.errors.values())
             if is_batch:
-                cell = f"{r.rate:,.0f} docs/s ({r.rate / offline:.0%})"
+                cell = f"{r.rate:,.0f} docs/s ({r.rate / offline:.0%})" if r.done else "-"
             else:
                 cell = f"{r.rate:,.0f} rps"
             cells.append(cell + (f" {errs} err" if errs else ""))
@@ -293,6 +384,14 @@ def main() -> int:
         if not is_batch:
             print(f"{'  p50 / p99 ms':<30}" + "".join(
                 f"{f'{results[n][row].pct(50):.1f} / {results[n][row].pct(99):.1f}':>{width}}" for n in names))
+        if row == 0:
+            # Robust to a busy machine: what one call costs the server, whatever else runs.
+            print(f"{'  server CPU per call':<30}" + "".join(
+                f"{f'{results[n][0].cpu_per_call_us:,.0f} us':>{width}}" for n in names))
+        if row == 0 and echo:
+            print(f"{'  vs echo (same security)':<30}" + "".join(
+                f"{(f'{results[n][0].rate / echo[secure_of[n]]:.0%}' if secure_of[n] in echo else '-'):>{width}}"
+                for n in names))
     errors = {n: sum((r.errors for r in runs), Counter()) for n, runs in results.items()}
     if any(errors.values()):
         print("\nerrors: " + "; ".join(f"{n}: {dict(e)}" for n, e in errors.items() if e))

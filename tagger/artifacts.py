@@ -172,6 +172,8 @@ def _check_manifest(manifest: Any, where: Path) -> None:
         raise bad("versions", "an object of library: version string")
     if not isinstance(manifest["featurizer"], dict):
         raise bad("featurizer", "an object of featuriser settings")
+    if not isinstance(manifest.get("decision", {}), dict):
+        raise bad("decision", "an object of decision-rule settings")
     model_file = manifest.get("model_file", MODEL_FILE)
     # A plain .npz file name: the manifest must not point the loader at a file outside its folder.
     if not isinstance(model_file, str) or Path(model_file).name != model_file or not model_file.endswith(".npz"):
@@ -271,7 +273,9 @@ def load_model(path: Path, *, check_versions: bool = True) -> LoadedModel:
             )
     arrays = _read_arrays(model_file)
     try:
-        model = TopicModel.from_arrays(arrays, {"topics": manifest["topics"], **manifest["featurizer"]})
+        decision = manifest.get("decision") or {}
+        model = TopicModel.from_arrays(arrays, {"topics": manifest["topics"], **manifest["featurizer"],
+                                                "empty_fallback": decision.get("empty_fallback")})
     except (ValueError, TypeError) as e:
         raise ArtifactError(f"cannot load {model_file}: {e}") from e
     if list(model.topics) != list(manifest["topics"]):
@@ -293,6 +297,7 @@ def build_manifest(model: TopicModel, *, name: str, version: int, extra: dict[st
         "thresholds": {t: round(float(v), 6) for t, v in zip(model.topics, model.thresholds)},
         "n_features": model.featurizer.n_features,
         "featurizer": {k: settings[k] for k in ("min_df", "max_features", "n_docs")},
+        "decision": {"empty_fallback": settings["empty_fallback"]},
         "versions": runtime_versions(),
     }
     reserved = set(manifest) | {"sha256", "size_bytes"}

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -281,10 +281,14 @@ def run_batch(cfg: BatchConfig, loaded: LoadedModel | None = None, log: Callable
     try:
         sink = OutputSink.open(
             cfg.output, cfg.rejects_path, cfg.checkpoint_path, run_identity(specs, loaded, cfg),
-            resume=cfg.resume, force=cfg.force,
+            resume=cfg.resume, force=cfg.force, names=[s.source for s in specs],
         )
     except SinkError as e:
         raise BatchError(str(e)) from e
+    if len(sink.state.names) == len(specs):
+        # The identity matched (same files, however spelled): name them as the run being continued did,
+        # so its reject lines do not mix ``in.jsonl`` and ``/data/in.jsonl``.
+        specs = [replace(s, name=n) for s, n in zip(specs, sink.state.names)]
     with sink:
         if sink.state.complete:
             c = sink.state.counts
@@ -316,7 +320,9 @@ def run_batch(cfg: BatchConfig, loaded: LoadedModel | None = None, log: Callable
             # An input that stops being readable part-way (a truncated .gz): what came before it is
             # written and checkpointed, and the message names the input.
             sink.checkpoint()
-            raise BatchError(f"{e} (the {sink.state.counts.read:,} records before it are written)") from e
+            c = sink.state.counts
+            raise BatchError(f"{e} (the {c.read:,} records read before it are written: {c.tagged:,} tagged, "
+                             f"{c.rejected:,} rejected)") from e
         except BaseException:
             # Ctrl-C or an error: keep what was written in order, so --resume continues from here.
             try:
@@ -354,14 +360,22 @@ def _pipeline(
     with ctx.Pool(cfg.n_process, initializer=_init_worker, initargs=init) as pool:
         pending: deque[tuple[Any, Position]] = deque()
         limit = 3 * cfg.n_process
-        for chunk, position in chunks:
-            pending.append((pool.apply_async(_work, (chunk,)) if chunk is not None else None, position))
-            while len(pending) >= limit:
-                fut, pos = pending.popleft()
-                yield (fut.get() if fut is not None else None), pos
+        broken: InputError | None = None
+        try:
+            for chunk, position in chunks:
+                pending.append((pool.apply_async(_work, (chunk,)) if chunk is not None else None, position))
+                while len(pending) >= limit:
+                    fut, pos = pending.popleft()
+                    yield (fut.get() if fut is not None else None), pos
+        except InputError as e:
+            # An input broke part-way: the chunks already in flight were read before the break, so
+            # they are written (below) before the run stops.
+            broken = e
         while pending:
             fut, pos = pending.popleft()
             yield (fut.get() if fut is not None else None), pos
+        if broken is not None:
+            raise broken
 
 
 def _progress(enabled: bool, initial: int):

@@ -10,18 +10,30 @@ restarting, a worker or the whole server shutting down, connection refused) is r
 exponential backoff until that deadline (or ``retries`` times, if given): every tagger RPC is
 idempotent. So is CANCELLED, which this client never causes itself: a shutting-down gRPC server
 cancels the calls it had received but not yet started (grpc/grpc#41785) instead of answering
-UNAVAILABLE, and the server cancels a stream left idle past its ``--stream-idle-timeout``.
+UNAVAILABLE, and the server cancels a stream left idle past its ``--stream-idle-timeout``. So is
+RESOURCE_EXHAUSTED when the server marks it "busy" (trailing metadata ``tagger-retry-after-ms``: it shed
+load), after at least that pause; a message over the size limit is not retried.
 ``tag_stream`` also survives a server shutting down mid-stream: it resends the documents that were
 sent but not yet answered, so each document is answered exactly once and in order. Other errors
 raise :class:`grpc.RpcError` (``.code()``, ``.details()``).
 
 ``connections > 1`` opens several HTTP/2 connections and spreads calls over them: a multi-worker
 server balances *connections* across its processes (SO_REUSEPORT), so one connection uses one worker.
+
+Security: ``tls_ca`` (PEM file of the CA that signed the server's certificate; ``tls=True`` alone uses
+the system's roots) turns on TLS; ``tls_cert`` + ``tls_key`` add a client certificate (mutual TLS);
+``token`` is sent as ``authorization: Bearer TOKEN`` on every call.
+
+Balancing over several servers: ``load_balancing="round_robin"`` with a target that resolves to several
+addresses, e.g. ``dns:///tagger-headless.ns.svc.cluster.local:50051`` (a Kubernetes headless Service),
+spreads *calls* over every address (gRPC's round_robin policy) instead of pinning each connection
+to one; DNS is re-resolved when a connection goes away (the server's ``--max-connection-age``).
 """
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import random
 import re
 import threading
@@ -29,6 +41,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -45,6 +58,25 @@ __all__ = ["DocumentLike", "RemoteTagger", "TaggerClient"]
 T = TypeVar("T")
 # Codes that mean "not handled, try again" (see the module docstring for CANCELLED).
 RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+# A RESOURCE_EXHAUSTED carrying this trailing metadata means "busy, retry after N ms" (the server shed
+# load); without it (a message over the size limit) retrying cannot help.
+RETRY_AFTER_KEY = "tagger-retry-after-ms"
+
+
+def _retry_after(error: grpc.RpcError) -> float | None:
+    """Seconds to wait before retrying ``error``, or None if it is not worth retrying."""
+    code = error.code()
+    if code in RETRY_CODES:
+        return 0.0
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        trailing = getattr(error, "trailing_metadata", lambda: None)() or ()
+        for key, value in trailing:
+            if key == RETRY_AFTER_KEY:
+                try:
+                    return max(0.0, float(value) / 1000)
+                except ValueError:
+                    return None
+    return None
 _END = object()
 
 
@@ -62,7 +94,17 @@ class TaggerClient:
         max_message_mb: float = 64.0,
         connections: int = 1,
         options: Sequence[tuple[str, Any]] = (),
+        tls: bool = False,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        token: str | None = None,
+        load_balancing: str | None = None,
     ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise ValueError("token must be non-empty and hold no spaces")
         self.target = target
         self.timeout = timeout
         self.retries = retries
@@ -76,7 +118,21 @@ class TaggerClient:
             ("grpc.use_local_subchannel_pool", 1),
             *options,
         ]
-        self._channels = [grpc.insecure_channel(target, options=channel_options) for _ in range(max(1, connections))]
+        if load_balancing is not None:
+            channel_options.append(
+                ("grpc.service_config", json.dumps({"loadBalancingConfig": [{load_balancing: {}}]})))
+        self._metadata: tuple[tuple[str, str], ...] | None = (
+            (("authorization", f"Bearer {token}"),) if token is not None else None)
+        if tls or tls_ca is not None or tls_cert is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=Path(tls_ca).read_bytes() if tls_ca is not None else None,
+                private_key=Path(tls_key).read_bytes() if tls_key is not None else None,
+                certificate_chain=Path(tls_cert).read_bytes() if tls_cert is not None else None)
+            self._channels = [grpc.secure_channel(target, credentials, options=channel_options)
+                              for _ in range(max(1, connections))]
+        else:
+            self._channels = [grpc.insecure_channel(target, options=channel_options)
+                              for _ in range(max(1, connections))]
         self._stubs = [pb_grpc.TopicTaggerStub(c) for c in self._channels]
         self._next = itertools.cycle(range(len(self._stubs)))
         self._lock = threading.Lock()
@@ -93,11 +149,36 @@ class TaggerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_connection(self, timeout: float = 5.0) -> None:
+        """Connect now, or raise ConnectionError: at once when the connection fails (nothing listening,
+        a TLS mismatch), after ``timeout`` seconds when nothing answers at all."""
+        channel = self._channels[0]
+        outcome: list[grpc.ChannelConnectivity] = []
+        settled = threading.Event()
+        final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                 grpc.ChannelConnectivity.SHUTDOWN)
+
+        def watch(state: grpc.ChannelConnectivity) -> None:
+            if state in final and not settled.is_set():
+                outcome.append(state)
+                settled.set()
+
+        channel.subscribe(watch, try_to_connect=True)
+        try:
+            answered = settled.wait(timeout)
+        finally:
+            channel.unsubscribe(watch)
+        if not answered:
+            raise ConnectionError(f"cannot connect to {self.target}: no answer within {timeout:g}s")
+        if outcome[0] is not grpc.ChannelConnectivity.READY:
+            raise ConnectionError(f"cannot connect to {self.target}: the connection failed (is a server "
+                                  "listening there, with the same TLS setting?)")
+
     def _stub(self) -> pb_grpc.TopicTaggerStub:
         with self._lock:
             return self._stubs[next(self._next)]
 
-    def _sleep_before_retry(self, attempt: int, deadline: float) -> bool:
+    def _sleep_before_retry(self, attempt: int, deadline: float, at_least: float = 0.0) -> bool:
         """Back off before retry ``attempt`` (1-based); False if retries (when counted) or time are used up.
 
         By default only the deadline limits retries: a server restart takes seconds (the model loads
@@ -105,7 +186,7 @@ class TaggerClient:
         """
         if self.retries is not None and attempt > self.retries:
             return False
-        pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        pause = max(at_least, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
         if time.monotonic() + pause >= deadline:
             return False
         time.sleep(pause)
@@ -117,7 +198,8 @@ class TaggerClient:
             try:
                 return call(self._stub(), max(0.0, deadline - time.monotonic()))
             except grpc.RpcError as e:
-                if e.code() not in RETRY_CODES or not self._sleep_before_retry(attempt, deadline):
+                wait = _retry_after(e)
+                if wait is None or not self._sleep_before_retry(attempt, deadline, wait):
                     raise
         raise AssertionError("unreachable")
 
@@ -126,7 +208,7 @@ class TaggerClient:
             timeout: float | None = None) -> TagResult:
         """Tag one document: a mapping (id/title/text/raw/tags), a raw page str, a Document or a pb.Document."""
         request = pb.TagRequest(document=document_to_pb(document), options=options_to_pb(options, include_scores))
-        return result_from_pb(self._call(lambda stub, t: stub.Tag(request, timeout=t), timeout))
+        return result_from_pb(self._call(lambda stub, t: stub.Tag(request, timeout=t, metadata=self._metadata), timeout))
 
     def tag_batch(self, documents: Iterable[DocumentLike], options: TagOptions | None = None, *,
                   include_scores: bool = False, batch_size: int | None = None,
@@ -144,7 +226,7 @@ class TaggerClient:
 
         def send(chunk: list[pb.Document]) -> None:
             request = pb.TagBatchRequest(documents=chunk, options=opts)
-            response = self._call(lambda stub, t: stub.TagBatch(request, timeout=t), timeout)
+            response = self._call(lambda stub, t: stub.TagBatch(request, timeout=t, metadata=self._metadata), timeout)
             out.extend(result_from_pb(r) for r in response.results)
 
         chunk: list[pb.Document] = []
@@ -174,7 +256,7 @@ class TaggerClient:
             remaining = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
             error: grpc.RpcError | None = None
             try:
-                for response in self._stub().TagStream(feed.attempt(), timeout=remaining):
+                for response in self._stub().TagStream(feed.attempt(), timeout=remaining, metadata=self._metadata):
                     feed.answered()
                     attempt = 0
                     yield result_from_pb(response)
@@ -184,7 +266,7 @@ class TaggerClient:
                     return
                 # The server ended the stream with documents unanswered: send them again.
             except grpc.RpcError as e:
-                if e.code() not in RETRY_CODES:
+                if _retry_after(e) is None:
                     raise
                 error = e
             attempt += 1
@@ -196,10 +278,10 @@ class TaggerClient:
                 raise RuntimeError(f"TagStream ended with {len(feed.pending)} documents unanswered")
 
     def list_topics(self, *, timeout: float | None = None) -> pb.ListTopicsResponse:
-        return self._call(lambda stub, t: stub.ListTopics(pb.ListTopicsRequest(), timeout=t), timeout)
+        return self._call(lambda stub, t: stub.ListTopics(pb.ListTopicsRequest(), timeout=t, metadata=self._metadata), timeout)
 
     def model_info(self, *, timeout: float | None = None) -> pb.ModelInfo:
-        return self._call(lambda stub, t: stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=t), timeout)
+        return self._call(lambda stub, t: stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=t, metadata=self._metadata), timeout)
 
     def limits(self) -> pb.ServerLimits:
         """What the server accepts (asked once): documents per batch, characters, message size."""
@@ -210,7 +292,7 @@ class TaggerClient:
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The health status name ("SERVING", "NOT_SERVING", ...) of the server or one service."""
         stub = health_pb2_grpc.HealthStub(self._channels[0])
-        response = self._call(lambda _, t: stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=t),
+        response = self._call(lambda _, t: stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=t, metadata=self._metadata),
                               timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 

@@ -107,22 +107,65 @@ class ServeConfig(Settings):
     on_too_long: str = _opt("what happens to a document over --max-chars: 'truncate' (score its start, "
                             "flag truncated=true in the response) or 'reject' (INVALID_ARGUMENT)",
                             choices=("truncate", "reject"), default="truncate")
-    max_concurrent_rpcs: int = _opt("RPCs in progress per worker before new ones get RESOURCE_EXHAUSTED "
-                                    "(0 = unlimited)", int, default=256)
+    max_concurrent_rpcs: int = _opt("Tag/TagStream/reflection RPCs waiting or in progress per worker before new "
+                                    "ones get RESOURCE_EXHAUSTED at once (health checks and GetModelInfo/ListTopics "
+                                    "are never counted; 0 = unlimited)", int, default=256)
+    batch_threads: int = _opt("threads per worker that run TagBatch, apart from the --threads that answer Tag and "
+                              "the two that answer health checks, so big batches cannot hold up either "
+                              "(0 = a quarter of --threads, at least 1)", int, default=0)
+    max_inflight_documents: int = _opt("TagBatch documents being tagged at once per worker: a batch that would go "
+                                       "over gets RESOURCE_EXHAUSTED at once instead of queueing (0 = twice "
+                                       "--max-batch); at most --batch-threads more batches wait for a thread",
+                                       int, default=0)
+    max_connection_age: float = _opt("seconds before a client connection is asked to reconnect (GOAWAY, then "
+                                     "--grace to finish), so connections spread again over restarted workers and "
+                                     "new pods (0 = never)", float, default=30.0)
+    coalesce: bool = _opt("tag concurrent single-document calls (Tag, TagStream messages) together in one "
+                          "batch as they arrive, without waiting for more (--no-coalesce: one at a time)", _bool,
+                          default=True)
+    health_port: int = _opt("also serve grpc.health.v1 alone, in plaintext, on this port of --host: for probes that "
+                            "cannot speak TLS, such as Kubernetes' grpc probe (0 = no such port)", int, default=0)
+    model_public_key: Path | None = _opt(
+        "PEM ed25519 public key, kept outside the model folder: serve only versions whose manifest.json has a valid "
+        "detached signature (manifest.json.sig) by its private key", Path, default=None)
+    tls_cert: Path | None = _opt("PEM certificate chain: serve TLS (with --tls-key)", Path, default=None)
+    tls_key: Path | None = _opt("PEM private key of --tls-cert", Path, default=None)
+    tls_client_ca: Path | None = _opt("PEM CA bundle: require client certificates signed by it (mutual TLS)", Path,
+                                      default=None)
+    token_file: Path | None = _opt("file of bearer tokens, one per line: every RPC but health checks must send "
+                                   "'authorization: Bearer TOKEN' (else UNAUTHENTICATED)", Path, default=None)
     max_streams: int = _opt("TagStreams open at once per worker before new ones get RESOURCE_EXHAUSTED; an open "
                             "stream holds an RPC thread even while idle, so this stays below --threads and the "
                             "rest answer Tag, TagBatch and health checks (0 = half of --threads)", int, default=0)
     stream_idle_timeout: float = _opt("seconds a TagStream may wait for its client's next message before the "
                                       "server cancels it and frees its thread (0 = never)", float, default=60.0)
     metrics_port: int = _opt("Prometheus /metrics HTTP port (0 = no metrics endpoint)", int, default=9100)
-    metrics_host: str = _opt("address the metrics endpoint listens on", default="0.0.0.0")
+    metrics_host: str = _opt("address the metrics endpoint listens on (default: --host's)", default="")
     reflection: bool = _opt("serve gRPC server reflection (--no-reflection turns it off)", _bool, default=True)
+    review_db: str | None = _opt("review store (SQLite path or postgresql:// URL, see `tagger review`): a sample of "
+                                 "served documents is queued there for editors, off the RPC path (default: none)",
+                                 default=None, metavar="URL")
+    review_sample: float = _opt("share of served documents queued for review when --review-db is set (0-1)", float,
+                                default=0.01)
     log_level: str = _opt("logging level", str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                           default="INFO")
 
     @property
     def max_message_bytes(self) -> int:
         return int(self.max_message_mb * 1024 * 1024)
+
+    @property
+    def batch_thread_count(self) -> int:
+        return self.batch_threads or max(1, self.threads // 4)
+
+    @property
+    def inflight_document_limit(self) -> int:
+        return self.max_inflight_documents or 2 * self.max_batch
+
+    @property
+    def metrics_address(self) -> str:
+        """Where /metrics listens: --metrics-host, else the gRPC --host (brackets of an IPv6 literal removed)."""
+        return (self.metrics_host or self.host).strip("[]")
 
     @property
     def stream_limit(self) -> int:
@@ -152,6 +195,20 @@ class ServeConfig(Settings):
             (lambda: math.isfinite(self.stream_idle_timeout) and self.stream_idle_timeout >= 0, "stream_idle_timeout",
              "must be a number >= 0"),
             (lambda: 0 <= self.metrics_port <= 65535, "metrics_port", "must be in 0..65535"),
+            (lambda: self.batch_threads >= 0, "batch_threads", "must be >= 0"),
+            (lambda: 0 <= self.health_port <= 65535 and (self.health_port == 0 or self.health_port != self.port),
+             "health_port", "must be in 0..65535 and differ from --port"),
+            (lambda: self.max_inflight_documents == 0 or self.max_inflight_documents >= self.max_batch,
+             "max_inflight_documents", f"must be 0 or >= --max-batch ({self.max_batch}), or a full batch could "
+                                       "never run"),
+            (lambda: math.isfinite(self.max_connection_age) and self.max_connection_age >= 0, "max_connection_age",
+             "must be a number >= 0"),
+            (lambda: (self.tls_cert is None) == (self.tls_key is None), "tls_key",
+             "and --tls-cert / TAGGER_TLS_CERT go together"),
+            (lambda: self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca",
+             "needs --tls-cert and --tls-key (mutual TLS is TLS first)"),
+            (lambda: math.isfinite(self.review_sample) and 0 <= self.review_sample <= 1, "review_sample",
+             "must be a number in 0..1"),
         ]
 
 

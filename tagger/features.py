@@ -12,6 +12,7 @@ predict time. That needs every vocabulary bigram's two words to be vocabulary un
 """
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections import Counter
@@ -135,7 +136,13 @@ class TfidfFeaturizer:
         if stems:
             buf64, starts, lengths = _packed(stems)
             self._stem_ids.add(*word_keys(buf64, starts, lengths), np.array(ids, np.int64))
-        self._word_ids = WordIds(self._resolve_word, _WORD_IDS_MAX, self._resolve_keyed)
+        # The resolvers are plain functions of the lookup tables, not bound methods of self: a bound
+        # method stored on self is a reference cycle, and a replaced model (a hot reload) would then
+        # wait for a full garbage collection to be freed, holding its memory meanwhile.
+        self._word_ids = WordIds(
+            functools.partial(_resolve_word, self._unigram_ids), _WORD_IDS_MAX,
+            functools.partial(_resolve_keyed, self._stem_ids, n),
+        )
         keys, cols = [], []
         for g, i in vocab.items():
             if _BIGRAM_SEP in g:
@@ -231,16 +238,6 @@ class TfidfFeaturizer:
         # One C-level dict lookup per token; an unknown token is n (via __missing__, no Python call on a hit).
         return np.fromiter(map(self._unigram_ids.__getitem__, tokens), np.int64, len(tokens))
 
-    def _resolve_word(self, word: bytes) -> int:
-        return self._unigram_ids[word_stem(word)]
-
-    def _resolve_keyed(self, buf: np.ndarray, buf64: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """``_resolve_word`` of many keyable words at once, compiled: stem spans, then the stem table."""
-        stem_starts, stem_lengths = stem_spans(buf, buf64, starts, lengths, *STEM_TABLES)
-        ids = self._stem_ids.get(*word_keys(buf64, stem_starts, stem_lengths))
-        ids[ids < 0] = self._n
-        return ids
-
     def _rows_from_ids(self, ids: np.ndarray, lengths: np.ndarray) -> Rows:
         """The one TF-IDF builder: documents given as consecutive runs of unigram ids (n = unknown)
         → L2-normalised sublinear TF-IDF rows (:func:`tagger.kernels.tfidf_rows`, one compiled
@@ -287,6 +284,20 @@ class Rows:
                           shape=(len(self), self.n_features))
         m.sort_indices()
         return m
+
+
+def _resolve_word(unigram_ids: _UnigramIds, word: bytes) -> int:
+    """A normalised word's unigram id (``unigram_ids.unknown`` if it is not in the vocabulary)."""
+    return unigram_ids[word_stem(word)]
+
+
+def _resolve_keyed(stem_ids: PairHashTable, unknown: int, buf: np.ndarray, buf64: np.ndarray, starts: np.ndarray,
+                   lengths: np.ndarray) -> np.ndarray:
+    """``_resolve_word`` of many keyable words at once, compiled: stem spans, then the stem table."""
+    stem_starts, stem_lengths = stem_spans(buf, buf64, starts, lengths, *STEM_TABLES)
+    ids = stem_ids.get(*word_keys(buf64, stem_starts, stem_lengths))
+    ids[ids < 0] = unknown
+    return ids
 
 
 class _UnigramIds(dict):

@@ -48,7 +48,8 @@ def loads_json(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
-        raise JSONProblem(f"{e.msg} at {where}") from None
+        # Some of json's messages end in "at" already ("Invalid control character at"): one "at" only.
+        raise JSONProblem(f"{e.msg.removesuffix(' at')} at {where}") from None
     except RecursionError:
         raise JSONProblem("nested too deeply") from None
     except ValueError as e:  # e.g. an integer beyond sys.get_int_max_str_digits()

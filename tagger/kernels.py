@@ -366,11 +366,14 @@ def rows_dot(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, coef: np
 
 
 @_compiled
-def choose_topics(scores: np.ndarray, thresholds: np.ndarray, allowed: np.ndarray, top_k: int):
+def choose_topics(scores: np.ndarray, thresholds: np.ndarray, allowed: np.ndarray, top_k: int,
+                  fallback: float = 0.0):
     """Each row's chosen topic indices: score at or over its threshold and ``allowed``, best first,
-    ties to the lower index, at most ``top_k`` (-1: no limit). Returns (the rows' choices one after
-    the other, where each row's choices end). A loop of a dozen topics per row: NumPy's sort and
-    masking cost a server request 13 µs in call overhead alone."""
+    ties to the lower index, at most ``top_k`` (-1: no limit). With ``fallback`` > 0, a row that
+    chose nothing takes its allowed topic with the highest score/threshold ratio if that ratio is at
+    least ``fallback`` (ties to the lower index). Returns (the rows' choices one after the other,
+    where each row's choices end). A loop of a dozen topics per row: NumPy's sort and masking cost a
+    server request 13 µs in call overhead alone."""
     n, k = scores.shape
     flat = np.empty(n * k, np.int64)
     ends = np.empty(n, np.int64)
@@ -385,6 +388,16 @@ def choose_topics(scores: np.ndarray, thresholds: np.ndarray, allowed: np.ndarra
                     flat[p] = flat[p - 1]
                     p -= 1
                 flat[p] = j
+                o += 1
+        if o == first and fallback > 0.0 and top_k != 0:
+            best, best_ratio = -1, 0.0
+            for j in range(k):
+                if allowed[j]:
+                    ratio = scores[r, j] / thresholds[j]
+                    if ratio > best_ratio:
+                        best, best_ratio = j, ratio
+            if best >= 0 and best_ratio >= fallback:
+                flat[o] = best
                 o += 1
         if 0 <= top_k < o - first:
             o = first + top_k

@@ -31,7 +31,9 @@ class Evidence:
 class TopicModel:
     """Per-topic logistic scores from TF-IDF features, and per-topic decision thresholds.
 
-    ``coef`` is ``(n_features, n_topics)``; scores are ``sigmoid(x @ coef + intercept)``.
+    ``coef`` is ``(n_features, n_topics)``; scores are ``sigmoid(x @ coef + intercept)``. A topic is
+    chosen at or over its threshold; ``empty_fallback`` (optional) gives a document that would get no
+    topic its best one when that topic's score is at least ``empty_fallback`` × its threshold.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class TopicModel:
         coef: np.ndarray,
         intercept: np.ndarray,
         thresholds: Sequence[float],
+        empty_fallback: float | None = None,
     ) -> None:
         k = len(topics)
         if k == 0:
@@ -56,11 +59,16 @@ class TopicModel:
             raise ValueError("intercept and thresholds need one value per topic")
         if not np.all((thresholds > 0) & (thresholds < 1)):
             raise ValueError(f"thresholds must lie in (0, 1), got {thresholds.tolist()}")
+        if empty_fallback is not None and not (isinstance(empty_fallback, (int, float)) and 0 < empty_fallback < 1):
+            raise ValueError(f"empty_fallback must be None or a ratio in (0, 1), got {empty_fallback!r}")
         self.featurizer = featurizer
         self.topics: tuple[str, ...] = tuple(topics)
         self.coef = coef
         self.intercept = intercept
         self.thresholds = thresholds
+        #: A document with no topic over its threshold still gets its best topic when that topic's
+        #: score reaches this share of its threshold (None: thresholds alone decide).
+        self.empty_fallback = None if empty_fallback is None else float(empty_fallback)
         self._feature_names: list[str] | None = None
 
     # ---------------------------------------------------------------- scoring
@@ -123,6 +131,7 @@ class TopicModel:
         }
         settings = {
             "topics": list(self.topics),
+            "empty_fallback": self.empty_fallback,
             "min_df": self.featurizer.min_df,
             "max_features": self.featurizer.max_features,
             "n_docs": self.featurizer.n_docs_,
@@ -150,4 +159,5 @@ class TopicModel:
             arrays["vocabulary"].tolist(), arrays["idf"], min_df=settings["min_df"],
             max_features=max_features, n_docs=settings["n_docs"],
         )
-        return cls(feat, settings["topics"], arrays["coef"], arrays["intercept"], arrays["thresholds"])
+        return cls(feat, settings["topics"], arrays["coef"], arrays["intercept"], arrays["thresholds"],
+                   settings.get("empty_fallback"))

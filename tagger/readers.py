@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 import sys
@@ -74,6 +75,7 @@ class InputSpec:
     path: str
     format: str
     is_dir: bool = False
+    name: str | None = None  # how reject lines name the input, if not as ``path`` (a resumed run's first spelling)
 
     @property
     def label(self) -> str:
@@ -83,7 +85,7 @@ class InputSpec:
     @property
     def source(self) -> str:
         """The input as named in reject lines and error messages."""
-        return "stdin" if self.path == "-" else self.path
+        return self.name if self.name is not None else "stdin" if self.path == "-" else self.path
 
 
 @dataclass
@@ -91,7 +93,9 @@ class Chunk:
     """Consecutive records of one input, in order, plus where to resume after the last of them."""
 
     input_index: int
-    kind: str  # "json" (a JSONL line's bytes), "item" (a parsed JSON value), "csv" (a field dict), "page" (bytes)
+    # "json" (a JSONL line's bytes), "item" (a parsed JSON value), "csv" (header and row), "page" (bytes);
+    # a record already known to be unusable (a line torn by a damaged input) is a (reason, detail) pair.
+    kind: str
     source: str  # the input path, as given
     lines: list[int | None] = field(default_factory=list)  # where each record starts (None for a page)
     data: list[Any] = field(default_factory=list)
@@ -262,11 +266,35 @@ def iter_chunks(
         raise InputError(cannot_read(spec.source, e)) from e
 
 
+class _EndOnError(io.RawIOBase):
+    """A readable stream that ends where reading ``f`` fails (keeping the error in ``error``) rather
+    than raising: a buffered reader over it then hands out every byte decoded before the failure."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        super().__init__()
+        # read1: at most one step of the decompressor, so a failing step cannot take down bytes that
+        # earlier steps decoded in the same call (a plain read(n) loops until n and loses them).
+        self._read = getattr(f, "read1", None) or f.read
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.error is not None:
+            return 0
+        try:
+            data = self._read(len(buffer))
+        except READ_ERRORS as e:
+            self.error = e
+            return 0
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def _binary_source(spec: InputSpec, stdin_data: bytes | None, start: int) -> IO[bytes]:
     if spec.path == "-":
         if stdin_data is not None:
-            import io
-
             f: IO[bytes] = io.BytesIO(stdin_data)
         else:
             f = sys.stdin.buffer
@@ -280,62 +308,98 @@ def _binary_source(spec: InputSpec, stdin_data: bytes | None, start: int) -> IO[
 
 
 def _jsonl_chunks(spec, input_index, start, start_line, size, stdin_data) -> Iterator[Chunk]:
-    label, pos, line_no = spec.label, start, start_line
+    label = spec.label
     f = _binary_source(spec, stdin_data, start)
     try:
+        lines = _LineReader(f, start, start_line)
         chunk = Chunk(input_index, "json", spec.source)
-        for raw in f:
-            line_no += 1
-            pos += len(raw)
-            if pos == len(raw) and raw.startswith(_BOM):
+        for raw in lines:
+            if lines.pos == len(raw) and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]  # a byte-order mark is not part of the first record
             if raw.isspace():
                 continue  # a blank line is not a record
-            chunk.lines.append(line_no)
+            if lines.torn:  # the part of a line read before the input broke: rejected, saying so
+                raw = ("invalid_json", lines.torn_detail())
+            chunk.lines.append(lines.line)
             chunk.data.append(raw)
-            chunk.ids.append(f"{label}:{line_no}")
+            chunk.ids.append(f"{label}:{lines.line}")
             if len(chunk.data) >= size:
-                chunk.end, chunk.end_line = pos, line_no
+                chunk.end, chunk.end_line = lines.pos, lines.line
                 yield chunk
                 chunk = Chunk(input_index, "json", spec.source)
-        chunk.end, chunk.end_line = pos, line_no
+        chunk.end, chunk.end_line = lines.pos, lines.line
         yield chunk  # possibly empty: it still carries the input's end position
-    except READ_ERRORS as e:  # only reading raises these here: the line after the last one read failed
-        raise InputError(cannot_read(f"{spec.source}: line {line_no + 1}", e)) from e
+        lines.raise_error(spec.source)  # after the records read before the break, never instead of them
     finally:
         if f is not sys.stdin.buffer:
             f.close()
 
 
-class _Lines:
-    """Decoded lines for the csv module, counting bytes and lines consumed so a row's end is known.
-    Undecodable bytes survive as surrogates (surrogateescape) and the row is rejected later."""
+class _LineReader:
+    """The lines of a binary stream, split on ``b"\\n"`` only (each keeps its ``b"\\n"``; the last may
+    lack it), counting the bytes and lines consumed so a record's end is known.
+
+    A read that fails part-way (a truncated or corrupt .gz/.xz/.bz2, a disk error) loses nothing
+    decoded before it: the stream is read as if it ended there, so iteration yields every line up
+    to the failure, including a torn last one (a file object's readline would drop that), then
+    stops with the error kept in ``error``; the caller hands on its records, then calls
+    :meth:`raise_error`.
+    """
+
+    _BLOCK: Final = 1 << 16
 
     def __init__(self, f: IO[bytes], pos: int, line: int) -> None:
         self.f, self.pos, self.line = f, pos, line
+        self._guard = _EndOnError(f)
+        self._ended = True  # whether the last line yielded had its line end
 
-    def __iter__(self) -> _Lines:
-        return self
+    @property
+    def error(self) -> BaseException | None:
+        return self._guard.error
 
-    def __next__(self) -> str:
-        raw = self.f.readline()
-        if not raw:
-            raise StopIteration
-        self.pos += len(raw)
-        self.line += 1
-        return raw.decode("utf-8", "surrogateescape")
+    def __iter__(self) -> Iterator[bytes]:
+        for raw in io.BufferedReader(self._guard, self._BLOCK):  # C readline; the guard never raises
+            self.pos += len(raw)
+            self.line += 1
+            self._ended = raw.endswith(b"\n")
+            yield raw
+
+    def text(self) -> Iterator[str]:
+        """The lines decoded for the csv module. Undecodable bytes survive as surrogates
+        (surrogateescape) and their row is rejected later."""
+        for raw in self:
+            yield raw.decode("utf-8", "surrogateescape")
+
+    @property
+    def torn(self) -> bool:
+        """Whether the line just yielded is the start of a line the input broke in (not a record
+        that ends there: a whole file may end without a line end)."""
+        return self.error is not None and not self._ended
+
+    def torn_detail(self) -> str:
+        """What a reject of the torn line says."""
+        return f"the line is cut short: {cannot_read('the input', self.error)}"  # type: ignore[arg-type]
+
+    def raise_error(self, source: str) -> None:
+        """If reading broke, raise InputError naming the line it broke in (the torn one, else the next)."""
+        if self.error is not None:
+            where = self.line if not self._ended else self.line + 1
+            raise InputError(cannot_read(f"{source}:{where}", self.error)) from self.error
 
 
 def _csv_header(spec: InputSpec, stdin_data: bytes | None) -> tuple[list[str], int, int]:
     f = _binary_source(spec, stdin_data, 0)
     try:
-        lines = _Lines(f, 0, 0)
+        lines = _LineReader(f, 0, 0)
         try:
-            header = next(csv.reader(lines, delimiter="\t" if spec.format == "tsv" else ","))
+            header = next(csv.reader(lines.text(), delimiter="\t" if spec.format == "tsv" else ","))
         except StopIteration:
+            lines.raise_error(spec.source)
             return [], lines.pos, lines.line
         except csv.Error as e:
             raise InputError(f"{spec.path}: unreadable CSV header ({e})") from e
+        if lines.error is not None:  # the header itself was cut short
+            lines.raise_error(spec.source)
         if header:
             header[0] = header[0].removeprefix("\ufeff")  # a UTF-8 byte-order mark (Excel)
         return header, lines.pos, lines.line
@@ -354,8 +418,8 @@ def _csv_chunks(spec, input_index, start, start_line, size, stdin_data) -> Itera
     f.seek(start)
     csv.field_size_limit(sys.maxsize)  # length is judged by --max-chars, with a clear reject reason
     try:
-        lines = _Lines(f, start, start_line)
-        reader = csv.reader(lines, delimiter="\t" if spec.format == "tsv" else ",")
+        lines = _LineReader(f, start, start_line)
+        reader = csv.reader(lines.text(), delimiter="\t" if spec.format == "tsv" else ",")
         chunk = Chunk(input_index, "csv", spec.source)
         while True:
             first = lines.line + 1
@@ -367,8 +431,10 @@ def _csv_chunks(spec, input_index, start, start_line, size, stdin_data) -> Itera
                 row = e  # rejected in to_document, with the parser's message
             if isinstance(row, list) and not any(row):
                 continue  # a blank line is not a record
+            if lines.torn:
+                row = ("invalid_csv", lines.torn_detail())
             chunk.lines.append(first)
-            chunk.data.append(row if isinstance(row, csv.Error) else (header, row))
+            chunk.data.append(row if isinstance(row, (csv.Error, tuple)) else (header, row))
             chunk.ids.append(f"{spec.label}:{first}")
             if len(chunk.data) >= size:
                 chunk.end, chunk.end_line = lines.pos, lines.line
@@ -376,6 +442,7 @@ def _csv_chunks(spec, input_index, start, start_line, size, stdin_data) -> Itera
                 chunk = Chunk(input_index, "csv", spec.source)
         chunk.end, chunk.end_line = lines.pos, lines.line
         yield chunk
+        lines.raise_error(spec.source)
     finally:
         if f is not sys.stdin.buffer:
             f.close()
@@ -446,6 +513,8 @@ def to_document(
 ) -> Document | Reject:
     """One record as a Document, or a Reject naming the record and the reason."""
     if kind == "json":
+        if isinstance(data, tuple):  # (reason, detail): a line the reader already found unusable
+            return Reject(source, line, None, data[0], data[1])
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -462,6 +531,8 @@ def to_document(
     if kind == "csv":
         if isinstance(data, csv.Error):
             return Reject(source, line, None, "invalid_csv", f"unreadable CSV row ({data})")
+        if isinstance(data[0], str):  # (reason, detail): a row the reader already found unusable
+            return Reject(source, line, None, data[0], data[1])
         header, row = data
         if len(row) != len(header):
             return Reject(source, line, None, "invalid_csv", f"expected {len(header)} fields, got {len(row)}")

@@ -29,12 +29,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from tagger._proto import tagger_pb2 as pb
@@ -51,18 +51,23 @@ from tagger.grpc_wire import (
     topics_pb,
 )
 from tagger.paths import default_model_root
+from tagger.server_admission import BUSY, AdmissionInterceptor, BigRequests, DocumentBudget, Lane
+from tagger.server_auth import AuthInterceptor, is_loopback, read_tokens, server_credentials
+from tagger.server_coalesce import Coalescer
 from tagger.server_metrics import (
     ServerMetrics,
     check_metrics_port,
     mark_process_dead,
     serve_metrics,
     use_multiprocess_dir,
+    worker_restarts_counter,
 )
 from tagger.server_reload import ModelHolder, ModelSource, warm_up
 from tagger.server_streams import OpenStreams
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
 
-__all__ = ["SERVICE_NAME", "TaggerServer", "TopicTaggerServicer", "make_holder", "running", "serve"]
+__all__ = ["SERVICE_NAME", "TaggerServer", "TopicTaggerServicer", "make_holder", "plaintext_warning", "running",
+           "serve"]
 
 log = logging.getLogger("tagger.server")
 
@@ -71,6 +76,8 @@ HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full
 METHODS = ("Tag", "TagBatch", "TagStream", "ListTopics", "GetModelInfo")
 # Documents tagged between checks that the caller is still waiting (deadline, cancellation).
 _CHUNK = 64
+# A TagBatch request this large (bytes) leaves enough freed heap behind to be worth a malloc_trim.
+_BIG_REQUEST = 8 << 20
 _OK = grpc.StatusCode.OK
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -78,10 +85,11 @@ _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 class _Fail(Exception):
     """Ends an RPC with this status; raised by handlers, turned into context.abort by _instrumented."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, trailing: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.trailing = trailing
 
 
 def _gone_code(context: grpc.ServicerContext) -> grpc.StatusCode:
@@ -97,16 +105,39 @@ def _documents_in(method: str, response: Any) -> int:
     return 0
 
 
+class Lanes:
+    """The thread pools of one server (see :mod:`tagger.server_admission`)."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        batch = config.batch_thread_count
+        self.control = Lane("control", 2)
+        self.tag = Lane("tag", config.threads, config.max_concurrent_rpcs)
+        # Room for as many batches waiting as running: each waits for at most one batch's time.
+        self.batch = Lane("batch", batch, 2 * batch)
+        self.misc = Lane("misc", 4)
+        self.reject = Lane("reject", 1)
+        self.hints = {"tag": "--max-concurrent-rpcs", "batch": "twice --batch-threads"}
+
+    def shutdown(self) -> None:
+        for lane in (self.control, self.tag, self.batch, self.misc, self.reject):
+            lane.shutdown(wait=False, cancel_futures=True)
+
+
 class TopicTaggerServicer:
     """The five RPCs of tagger.v1.TopicTagger over a ModelHolder."""
 
     def __init__(self, holder: ModelHolder, config: ServeConfig, metrics: ServerMetrics,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, lanes: Lanes | None = None) -> None:
         self.holder = holder
         self.config = config
         self.metrics = metrics
         self.stopping = stopping
+        self.lanes = lanes or Lanes(config)
+        self.budget = DocumentBudget(config.inflight_document_limit)
+        self.coalescer = Coalescer() if config.coalesce else None
+        self.big_requests = BigRequests(_BIG_REQUEST)
         self.streams = OpenStreams(config.stream_limit, config.stream_idle_timeout)
+        self.sampler: Any = None  # a tagger.review.sampler.ReviewSampler with --review-db
         self.limits = pb.ServerLimits(
             max_batch_documents=config.max_batch, max_chars=config.max_chars,
             truncates_long_text=config.on_too_long == "truncate", max_message_bytes=config.max_message_bytes,
@@ -156,7 +187,27 @@ class TopicTaggerServicer:
         truncated = sum(r.truncated for r in out)
         if truncated:
             self.metrics.truncated.inc(truncated)
+        if self.sampler is not None:
+            self.sampler.offer(docs, out)  # never blocks or raises (tagger.review.sampler)
         return out
+
+    def _tag_one(self, tagger: Tagger, doc: Document, options: TagOptions, context: grpc.ServicerContext,
+                 where: str) -> TagResult:
+        """One document, tagged together with other threads' single documents (server_coalesce)."""
+        if not context.is_active():
+            raise _Fail(_gone_code(context), "the caller stopped waiting")
+        try:
+            if self.coalescer is not None:
+                result = self.coalescer.tag(tagger, doc, options)
+            else:
+                [result] = tagger.tag_many([doc], options)
+        except InvalidDocumentError as e:
+            raise _Fail(_INVALID, f"{where}{e}") from None
+        if result.truncated:
+            self.metrics.truncated.inc()
+        if self.sampler is not None:
+            self.sampler.offer([doc], [result])  # never blocks or raises (tagger.review.sampler)
+        return result
 
     # ---------------------------------------------------------------- RPCs
     def Tag(self, request: pb.TagRequest, context: grpc.ServicerContext) -> pb.TagResponse:
@@ -164,8 +215,7 @@ class TopicTaggerServicer:
         tagger = self._tagger()
         options, include_scores = self._options(tagger, request.options)
         doc = self._document(request.document, "document: ")
-        [result] = self._tag(tagger, [doc], options, context, lambda i: "")
-        return result_to_pb(result, include_scores)
+        return result_to_pb(self._tag_one(tagger, doc, options, context, ""), include_scores)
 
     def TagBatch(self, request: pb.TagBatchRequest, context: grpc.ServicerContext) -> pb.TagBatchResponse:
         self._parsed(request)
@@ -175,17 +225,29 @@ class TopicTaggerServicer:
                                   "(GetModelInfo limits.max_batch_documents); split the batch")
         tagger = self._tagger()  # one model version for the whole batch
         options, include_scores = self._options(tagger, request.options)
-        docs = [self._document(d, f"documents[{i}]: ") for i, d in enumerate(request.documents)]
-        results = self._tag(tagger, docs, options, context, lambda i: f"documents[{i}]: ")
-        self.metrics.batch_size.observe(n)  # batches tagged; a refused one is in tagger_grpc_requests_total
-        return pb.TagBatchResponse(results=[result_to_pb(r, include_scores) for r in results])
+        if not self.budget.take(n):
+            raise _Fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"this server worker is busy: {self.budget.in_use} documents are being tagged and "
+                        f"{n} more would go over its limit of {self.budget.limit} (--max-inflight-documents); "
+                        "retry with backoff, or send smaller batches", BUSY)
+        big = n > 0 and self.big_requests.start(request.ByteSize())
+        try:
+            docs = [self._document(d, f"documents[{i}]: ") for i, d in enumerate(request.documents)]
+            results = self._tag(tagger, docs, options, context, lambda i: f"documents[{i}]: ")
+            del docs
+            self.metrics.batch_size.observe(n)  # batches tagged; a refused one is in tagger_grpc_requests_total
+            return pb.TagBatchResponse(results=[result_to_pb(r, include_scores) for r in results])
+        finally:
+            self.budget.give_back(n)
+            if big:
+                self.big_requests.end()
 
     def TagStream(self, requests: Iterator[pb.TagRequest], context: grpc.ServicerContext) -> Iterator[pb.TagResponse]:
         stream = self.streams.open(context)
         if stream is None:  # each open stream holds a thread: the rest are kept for other calls
             raise _Fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"{self.streams.limit} streams are already open on this server worker (--max-streams); "
-                        f"retry later, or send documents with TagBatch")
+                        f"retry later, or send documents with TagBatch", BUSY)
         try:
             for n, request in enumerate(self.streams.watch(stream, requests)):
                 where = f"stream message {n}: "
@@ -193,8 +255,7 @@ class TopicTaggerServicer:
                 tagger = self._tagger()  # per message: a long stream follows reloads
                 options, include_scores = self._options(tagger, request.options)
                 doc = self._document(request.document, where)
-                [result] = self._tag(tagger, [doc], options, context, lambda i, w=where: w)
-                yield result_to_pb(result, include_scores)
+                yield result_to_pb(self._tag_one(tagger, doc, options, context, where), include_scores)
                 if self.stopping.is_set():
                     raise _Fail(grpc.StatusCode.UNAVAILABLE,
                                 f"server is shutting down after {n + 1} responses; resend the unanswered requests")
@@ -222,6 +283,8 @@ class TopicTaggerServicer:
 
         def abort(context: grpc.ServicerContext, e: Exception) -> NoReturn:
             if isinstance(e, _Fail):
+                if e.trailing:
+                    context.set_trailing_metadata(e.trailing)
                 context.abort(e.code, e.message)
             log.exception("%s failed", method)
             context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__}); see the server log")
@@ -264,19 +327,26 @@ class TopicTaggerServicer:
     def add_to_server(self, server: grpc.Server) -> None:
         """Register the RPCs, like the generated add_TopicTaggerServicer_to_server but with request
         deserializers that report invalid UTF-8 as INVALID_ARGUMENT (see grpc_wire.safe_deserializer)."""
-        def unary(name: str, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+        lanes = self.lanes
+
+        def in_lane(name: str, lane: Lane) -> Callable:
+            handler = self._instrumented(name, getattr(self, name))
+            handler.experimental_thread_pool = lane  # type: ignore[attr-defined]  # grpcio's per-method pool
+            return handler
+
+        def unary(name: str, req: Any, resp: Any, lane: Lane) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
-                self._instrumented(name, getattr(self, name)), request_deserializer=safe_deserializer(req),
+                in_lane(name, lane), request_deserializer=safe_deserializer(req),
                 response_serializer=resp.SerializeToString)
 
         handlers = {
-            "Tag": unary("Tag", pb.TagRequest, pb.TagResponse),
-            "TagBatch": unary("TagBatch", pb.TagBatchRequest, pb.TagBatchResponse),
+            "Tag": unary("Tag", pb.TagRequest, pb.TagResponse, lanes.tag),
+            "TagBatch": unary("TagBatch", pb.TagBatchRequest, pb.TagBatchResponse, lanes.batch),
             "TagStream": grpc.stream_stream_rpc_method_handler(
-                self._instrumented("TagStream", self.TagStream), request_deserializer=safe_deserializer(pb.TagRequest),
+                in_lane("TagStream", lanes.tag), request_deserializer=safe_deserializer(pb.TagRequest),
                 response_serializer=pb.TagResponse.SerializeToString),
-            "ListTopics": unary("ListTopics", pb.ListTopicsRequest, pb.ListTopicsResponse),
-            "GetModelInfo": unary("GetModelInfo", pb.GetModelInfoRequest, pb.ModelInfo),
+            "ListTopics": unary("ListTopics", pb.ListTopicsRequest, pb.ListTopicsResponse, lanes.control),
+            "GetModelInfo": unary("GetModelInfo", pb.GetModelInfoRequest, pb.ModelInfo, lanes.control),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
         server.add_registered_method_handlers(SERVICE_NAME, handlers)
@@ -300,7 +370,13 @@ def make_holder(config: ServeConfig, loaded: LoadedModel | None = None) -> Model
         source, lambda m: Tagger(m, max_chars=config.max_chars, on_too_long=config.on_too_long),
         interval=config.reload_interval,
     )
+    if config.model_public_key is not None:
+        from tagger.server_trust import ManifestVerifier  # cryptography loads only when signatures are on
+
+        holder.verifier = ManifestVerifier(config.model_public_key)
     if loaded is not None:
+        if holder.verifier is not None:
+            holder.verifier.check_loaded(holder.verifier.verify(loaded.path), loaded.manifest, loaded.path)
         holder.current = holder.make_tagger(loaded)
     return holder
 
@@ -330,10 +406,12 @@ class TaggerServer:
         self.metrics = ServerMetrics(METHODS)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.stopping = threading.Event()
-        self.servicer = TopicTaggerServicer(self.holder, config, self.metrics, self.stopping)
+        self.lanes = Lanes(config)
+        self.servicer = TopicTaggerServicer(self.holder, config, self.metrics, self.stopping, self.lanes)
         self._serve_metrics = serve_metrics
         self._metrics_http: Any = None
         self._server: grpc.Server | None = None
+        self._health_server: grpc.Server | None = None
         self.port = 0
         self.metrics_port = 0
 
@@ -345,32 +423,81 @@ class TaggerServer:
         """Listen (health NOT_SERVING until ready()); returns the bound port."""
         cfg = self.config
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix="tagger-rpc"),
-            options=[
-                ("grpc.so_reuseport", 1),  # workers (and a replacement server during a deploy) share the port
-                ("grpc.max_receive_message_length", cfg.max_message_bytes),
-                ("grpc.max_send_message_length", cfg.max_message_bytes),
-            ],
-            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None,
-        )
+        lanes = self.lanes
+        interceptors: list[grpc.ServerInterceptor] = []
+        if cfg.token_file is not None:
+            interceptors.append(AuthInterceptor(_tokens(cfg.token_file), lanes.reject, self.metrics.refused))
+        interceptors.append(AdmissionInterceptor(lanes.misc, lanes.reject, self.metrics.refused, lanes.hints))
+        options: list[tuple[str, Any]] = [
+            ("grpc.so_reuseport", 1),  # workers (and a replacement server during a deploy) share the port
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+        ]
+        if cfg.max_connection_age > 0:
+            # Clients reconnect (and re-resolve) after a GOAWAY, so connections spread again over a restarted
+            # worker or a new pod; RPCs open at the GOAWAY get --grace to finish.
+            options += [("grpc.max_connection_age_ms", int(cfg.max_connection_age * 1000)),
+                        ("grpc.max_connection_age_grace_ms", int(cfg.grace * 1000))]
+        # Concurrency is limited per lane by the admission interceptor, not by gRPC's maximum_concurrent_rpcs,
+        # which counts health checks too and would refuse a probe while tagging is busy.
+        server = grpc.server(lanes.misc, options=options, interceptors=interceptors)
         self.servicer.add_to_server(server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self._add_health(server)
         if cfg.reflection:
             reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{cfg.host}:{cfg.port}"
         try:
-            self.port = server.add_insecure_port(address)
+            if cfg.tls_cert is not None and cfg.tls_key is not None:
+                self.port = server.add_secure_port(address, server_credentials(cfg.tls_cert, cfg.tls_key,
+                                                                               cfg.tls_client_ca))
+            else:
+                self.port = server.add_insecure_port(address)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {address}: {e}") from e
         if not self.port:
             raise OSError(f"cannot listen on {address}")
         server.start()
         self._server = server
+        if cfg.health_port:
+            self._health_server = self._start_health_port()
         if self._serve_metrics and cfg.metrics_port:
-            self._metrics_http, _ = serve_metrics(self.metrics.collector_registry(), cfg.metrics_host, cfg.metrics_port)
+            self._metrics_http, _ = serve_metrics(self.metrics.collector_registry(), cfg.metrics_address,
+                                                  cfg.metrics_port)
             self.metrics_port = self._metrics_http.server_port
         return self.port
+
+    def _start_health_port(self) -> grpc.Server:
+        """A plaintext server of grpc.health.v1 only (no tagging, nothing secret), for TLS-less probes."""
+        cfg = self.config
+        server = grpc.server(self.lanes.control, options=[("grpc.so_reuseport", 1)])
+        self._add_health(server)
+        address = f"{cfg.host}:{cfg.health_port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise OSError(f"cannot listen on {address} (--health-port): {e}") from e
+        if not bound:
+            raise OSError(f"cannot listen on {address} (--health-port)")
+        server.start()
+        return server
+
+    def _add_health(self, server: grpc.Server) -> None:
+        """grpc.health.v1.Health, with Check on the control lane: a probe never waits behind tagging."""
+        health = self.health
+
+        def check(request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> Any:
+            return health.Check(request, context)
+
+        check.experimental_thread_pool = self.lanes.control  # type: ignore[attr-defined]
+        handlers = {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                check, request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                health.Watch, request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                response_serializer=health_pb2.HealthCheckResponse.SerializeToString),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE_NAME, handlers),))
 
     def ready(self) -> None:
         """Load and warm the model if needed, start hot reload, then report SERVING."""
@@ -385,6 +512,8 @@ class TaggerServer:
             warm_up(holder.current)
             self.metrics.model_swapped(None, holder.current.version)
         holder.start()
+        if self.config.review_db and self.servicer.sampler is None:
+            self.servicer.sampler = _review_sampler(self.config, holder.current, self.metrics)
         self.servicer.streams.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
@@ -399,9 +528,42 @@ class TaggerServer:
         self.servicer.streams.stop()
         if done is not None:
             done.wait()
+        if self.servicer.sampler is not None:
+            self.servicer.sampler.close()
+            self.servicer.sampler.store.close()
+        if self._health_server is not None:
+            self._health_server.stop(0).wait()
+        self.lanes.shutdown()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
+
+
+def _review_sampler(config: ServeConfig, tagger: Tagger, metrics: ServerMetrics) -> Any:
+    """--review-db: queue a sample of served documents for editors (imported only when asked for)."""
+    from tagger.review.queue import QueueBuilder
+    from tagger.review.sampler import ReviewSampler
+    from tagger.review.store import Store
+
+    store = Store(config.review_db, topics=tagger.topics)
+    return ReviewSampler(store, QueueBuilder.for_model(tagger.loaded), config.review_sample,
+                         registry=metrics.registry)
+
+
+def plaintext_warning(config: ServeConfig) -> str | None:
+    """The start-up warning for a server without TLS on an address other machines can reach, else None."""
+    if config.tls_cert is not None or is_loopback(config.host):
+        return None
+    return (f"serving PLAINTEXT on {config.host}, which is not a loopback address: requests, results and tokens "
+            "cross the network unencrypted; give --tls-cert and --tls-key (or keep --host 127.0.0.1 behind a "
+            "TLS-terminating proxy or mesh)")
+
+
+def _tokens(path: Path) -> list[str]:
+    try:
+        return read_tokens(path)
+    except (OSError, ValueError) as e:
+        raise OSError(f"--token-file: {e}") from e
 
 
 # -------------------------------------------------------------------- processes
@@ -419,10 +581,13 @@ def _on_stop_signals(callback: Callable[[], None]) -> None:
 
 
 def _describe(config: ServeConfig, port: int, holder: ModelHolder, metrics_port: int) -> str:
-    metrics = f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off"
+    host = config.metrics_address
+    metrics = f"http://{f'[{host}]' if ':' in host else host}:{metrics_port}/metrics" if metrics_port else "off"
+    security = ("mutual TLS" if config.tls_client_ca else "TLS") if config.tls_cert else "plaintext"
     return (f"ready: {config.workers} worker(s) serving {SERVICE_NAME} on {config.host}:{port}, "
             f"model {holder.current.version if holder.current else '?'}, metrics {metrics}, "
-            f"reflection {'on' if config.reflection else 'off'}")
+            f"reflection {'on' if config.reflection else 'off'}, {security}, "
+            f"token auth {'on' if config.token_file else 'off'}")
 
 
 def _wait_for(stop: threading.Event, parent_pid: int | None = None) -> None:
@@ -439,17 +604,44 @@ def serve(config: ServeConfig) -> int:
     Raises ArtifactError (no loadable model) or OSError (cannot listen) before serving anything.
     """
     _setup_logging(config.log_level)
-    check_metrics_port(config.metrics_host, config.metrics_port)  # before any worker: one clear error
-    holder = make_holder(config)
-    holder.load_initial()  # in the parent: fail fast, and forked workers share the loaded pages
-    if config.workers == 1:
-        return _serve_single(config, holder)
-    return _Supervisor(config, holder).run()
-
-
-def _serve_single(config: ServeConfig, holder: ModelHolder) -> int:
+    check_metrics_port(config.metrics_address, config.metrics_port)  # before any worker: one clear error
+    if config.token_file is not None:
+        _tokens(config.token_file)  # an unreadable or empty token file is an error before anything starts
+    warning = plaintext_warning(config)
+    if warning:
+        log.warning(warning)
     stop = threading.Event()
+    loading = [True]
+
+    def on_signal() -> None:
+        stop.set()
+        if loading[0]:  # the model load is plain Python in this thread: interrupt it
+            raise _StopBeforeServing
+
+    _on_stop_signals(on_signal)
+    try:
+        log.info("loading the model from %s", config.model or default_model_root())
+        holder = make_holder(config)
+        holder.load_initial()  # in the parent: fail fast, and forked workers share the loaded pages
+        loading[0] = False
+    except _StopBeforeServing:
+        log.info("stop signal while loading the model: stopped before serving")
+        return 0
     _on_stop_signals(stop.set)
+    if config.workers == 1:
+        return _serve_single(config, holder, stop)
+    return _Supervisor(config, holder, stop).run()
+
+
+class _StopBeforeServing(BaseException):
+    """Raised by the SIGTERM/SIGINT handler while the model loads, so start-up ends cleanly (exit 0).
+
+    A BaseException, like KeyboardInterrupt: the loader treats any Exception as "this version is bad,
+    try the next one", which would turn a stop into loading an older model.
+    """
+
+
+def _serve_single(config: ServeConfig, holder: ModelHolder, stop: threading.Event) -> int:
     server = TaggerServer(config, holder)
     port = server.start()
     server.ready()
@@ -502,14 +694,14 @@ def _worker_main(config: ServeConfig, holder: ModelHolder, index: int, conn: Con
 class _Supervisor:
     """The parent of ``--workers N``: forks workers, restarts a dead one, stops them all on a signal."""
 
-    def __init__(self, config: ServeConfig, holder: ModelHolder) -> None:
+    def __init__(self, config: ServeConfig, holder: ModelHolder, stop: threading.Event) -> None:
         self.config = config
         self.holder = holder
         self.ctx = multiprocessing.get_context("fork")
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.conns: dict[int, Connection] = {}
         self.ready: set[int] = set()
-        self.stop = threading.Event()
+        self.stop = stop
 
     def _spawn(self, index: int, config: ServeConfig) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
@@ -527,7 +719,7 @@ class _Supervisor:
     def run(self) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="tagger-metrics-")
         use_multiprocess_dir(metrics_dir)
-        _on_stop_signals(self.stop.set)
+        self.restarts = worker_restarts_counter()
         # The loaded model moves to the permanent generation: the workers' garbage collector then
         # neither scans it nor writes to its pages, which stay shared with the parent (copy-on-write).
         gc.freeze()
@@ -556,7 +748,9 @@ class _Supervisor:
                     self.ready.add(i)
                     failures = 0
                     metrics_port = port_seen or metrics_port
-                    if not announced and len(self.ready) == config.workers:
+                    if announced:
+                        log.info("worker %d (pid %d) is serving", i, self.procs[i].pid)
+                    elif len(self.ready) == config.workers:
                         log.info(_describe(config, config.port, self.holder, metrics_port))
                         announced = True
                     continue
@@ -568,13 +762,14 @@ class _Supervisor:
                 self.ready.discard(i)
                 self.conns.pop(i).close()
                 mark_process_dead(proc.pid)
-                if proc.exitcode == 0:
-                    # A worker exits 0 only when told to stop (systemd and Ctrl-C signal every process).
+                if self.stop.is_set():
+                    # Told to stop together with us (systemd and Ctrl-C signal every process): no restart.
                     log.info("worker %d (pid %d) stopped", i, proc.pid)
                     self.procs.pop(i)
-                    if not self.procs:
-                        self.stop.set()
                     continue
+                # Any other exit was not asked for, whatever its code (a SIGTERM sent to the worker alone
+                # exits 0): capacity would shrink while health stays SERVING, so the worker is replaced.
+                self.restarts.labels("exit 0" if proc.exitcode == 0 else "crash").inc()
                 failures += 0 if was_ready else 1
                 if not announced or failures >= 3:
                     log.error("worker %d (pid %d) exited with code %s before serving; stopping", i, proc.pid,
@@ -583,7 +778,8 @@ class _Supervisor:
                     self.stop.set()
                     code = 1
                     break
-                log.warning("worker %d (pid %d) exited with code %s; starting a new one", i, proc.pid, proc.exitcode)
+                log.warning("worker %d (pid %d) exited with code %s without being asked to; starting a new one",
+                            i, proc.pid, proc.exitcode)
                 self._spawn(i, config)
         self._stop_workers()
         return code

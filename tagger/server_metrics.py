@@ -15,7 +15,8 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 from prometheus_client import values as _values
 
-__all__ = ["ServerMetrics", "mark_process_dead", "multiprocess_enabled", "serve_metrics", "use_multiprocess_dir"]
+__all__ = ["ServerMetrics", "mark_process_dead", "multiprocess_enabled", "serve_metrics", "use_multiprocess_dir",
+           "worker_restarts_counter"]
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Tag takes ~1 ms; batches and cold paths reach seconds.
@@ -81,6 +82,10 @@ class ServerMetrics:
         if documents:
             self._documents[method].inc(documents)
 
+    def refused(self, full_method: str, code: grpc.StatusCode) -> None:
+        """An RPC refused before its handler ran (no token, lane full): counted, with no latency."""
+        self.requests.labels(full_method.rsplit("/", 1)[-1], code.name).inc()
+
     def model_swapped(self, old: str | None, new: str) -> None:
         if old:
             self.model_info.labels(old).set(0)
@@ -95,6 +100,14 @@ class ServerMetrics:
         return registry
 
 
+def worker_restarts_counter() -> Counter:
+    """The supervisor's count of workers it replaced, by reason ("crash", or "exit 0" for a worker that
+    stopped on its own, e.g. a SIGTERM sent to it alone). Call after :func:`use_multiprocess_dir`, so worker
+    0's /metrics sums it with the workers' metrics."""
+    return Counter("tagger_worker_restarts", "Worker processes that exited unasked and were replaced, by reason",
+                   ["reason"], registry=CollectorRegistry())
+
+
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[object, threading.Thread]:
     """Start the /metrics HTTP server in a daemon thread; returns (server, thread)."""
     try:
@@ -104,7 +117,8 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[ob
 
 
 def _port_error(host: str, port: int, e: OSError) -> OSError:
-    return OSError(f"cannot serve metrics on {host}:{port} (--metrics-port): {e.strerror or e}")
+    shown = f"[{host}]" if ":" in host else host
+    return OSError(f"cannot serve metrics on {shown}:{port} (--metrics-port): {e.strerror or e}")
 
 
 def check_metrics_port(host: str, port: int) -> None:

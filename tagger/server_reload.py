@@ -15,6 +15,7 @@ import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from tagger.artifacts import ArtifactError, LoadedModel, list_versions, load_model, resolve_model_dir
 from tagger.document import from_fields
@@ -41,6 +42,14 @@ def warm_up(tagger: Tagger) -> None:
             bad = [t for t, s in result.scores.items() if not (math.isfinite(s) and 0.0 <= s <= 1.0)]
             if bad:
                 raise ArtifactError(f"model {tagger.version} gives invalid scores for {bad} on a warm-up document")
+
+
+class Verifier(Protocol):
+    """Vouches for a version folder before it is read (tagger.server_trust.ManifestVerifier)."""
+
+    def verify(self, version_dir: Path) -> dict[str, Any]: ...
+
+    def check_loaded(self, signed: dict[str, Any], loaded_manifest: dict[str, Any], version_dir: Path) -> None: ...
 
 
 class ModelSource:
@@ -81,6 +90,8 @@ class ModelHolder:
         self.on_swap: Callable[[str | None, str], None] = lambda old, new: None
         self.on_reload: Callable[[bool], None] = lambda ok: None
         self.last_error = ""
+        # Set to require a valid signature on every version before it is read (--model-public-key).
+        self.verifier: Verifier | None = None
         self._rejected: dict[Path, tuple] = {}  # version folder -> its files' signature when it failed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,7 +114,8 @@ class ModelHolder:
                 if self._rejected.get(folder) == (sig := _signature(folder)):
                     continue
                 try:
-                    tagger = self.make_tagger(loaded := load_model(folder))
+                    loaded = self.load(folder)
+                    tagger = self.make_tagger(loaded)
                     warm_up(tagger)
                 except Exception as e:  # any failure leaves the old model serving
                     self._rejected[folder] = sig
@@ -121,6 +133,15 @@ class ModelHolder:
                          f" (was {old.version})" if old else "")
                 return True
             return False
+
+    def load(self, folder: Path) -> LoadedModel:
+        """Load one version folder, verified first when a verifier is set; raises ArtifactError."""
+        if self.verifier is None:
+            return load_model(folder)
+        signed = self.verifier.verify(folder)
+        loaded = load_model(folder)
+        self.verifier.check_loaded(signed, loaded.manifest, folder)
+        return loaded
 
     def start(self) -> None:
         """Poll for new versions every ``interval`` seconds in a daemon thread (no-op if pinned or interval 0)."""

@@ -25,6 +25,7 @@ pyspark, pyarrow and pandas are the optional ``spark`` extra: ``pip install 'tag
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ from tagger.batch import ChunkTagger
 from tagger.io import loads_json
 from tagger.paths import default_model_root
 from tagger.readers import Chunk, Fields, Reject, to_document
-from tagger.tagger import DEFAULT_MAX_CHARS, Tagger, TagOptions
+from tagger.tagger import DEFAULT_MAX_CHARS, Tagger, TagOptions, TagResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -49,8 +50,10 @@ if TYPE_CHECKING:
 __all__ = ["tag_dataframe", "output_schema", "row_to_json", "get_session", "OUTPUT_COLUMNS", "CORRUPT_RECORD",
            "TEXT_TYPES"]
 
-#: Columns tag_dataframe adds, in the CLI's output order, then the two reject columns.
-OUTPUT_COLUMNS = ("id", "topics", "scores", "dropped_tags", "model_version", "truncated", "reject_reason", "reject_detail")
+#: Columns tag_dataframe adds, in the CLI's output order, then the reject columns (a reject line's
+#: reason, detail, source and line; source and line when the rows' ``origin`` is given).
+OUTPUT_COLUMNS = ("id", "topics", "scores", "dropped_tags", "model_version", "truncated", "reject_reason", "reject_detail",
+                  "reject_source", "reject_line")
 #: Spark's column for JSON lines it could not parse (PERMISSIVE mode); such a row is read from that line,
 #: as ``tagger tag`` would (invalid_utf8, invalid_json, not_an_object, ...).
 CORRUPT_RECORD = "_corrupt_record"
@@ -75,6 +78,7 @@ def output_schema(topics: Sequence[str], passthrough: StructType | None = None) 
         ArrayType,
         BooleanType,
         DoubleType,
+        LongType,
         StringType,
         StructField,
         StructType,
@@ -93,6 +97,8 @@ def output_schema(topics: Sequence[str], passthrough: StructType | None = None) 
         StructField("truncated", BooleanType()),
         StructField("reject_reason", StringType()),
         StructField("reject_detail", StringType()),
+        StructField("reject_source", StringType()),
+        StructField("reject_line", LongType()),
     ])
 
 
@@ -109,6 +115,8 @@ def _arrow_types(topics: Sequence[str]) -> dict[str, pa.DataType]:
         "truncated": pa.bool_(),
         "reject_reason": pa.string(),
         "reject_detail": pa.string(),
+        "reject_source": pa.string(),
+        "reject_line": pa.int64(),
     }
 
 
@@ -195,9 +203,20 @@ def _corrupt_line(line: bytes, fields: Fields) -> Any:
     return loads_json(line.decode("utf-8"))
 
 
+def rendered_line(result: TagResult | Reject, kept: dict[str, Any] | None = None) -> str:
+    """The line `tagger tag` writes for a result (output) or a reject (rejects file), byte for byte,
+    with ``kept`` columns first when given (JSON values; a date or other non-JSON value as its text)."""
+    line = result.to_json_line() if isinstance(result, TagResult) else json.dumps(result.to_json(), ensure_ascii=False)
+    if not kept:
+        return line
+    head = json.dumps(kept, ensure_ascii=False, default=str)
+    return f"{head[:-1]}, {line[1:]}"
+
+
 def _tag_batches_fn(
     broadcast: Any, sha256: str, topics: tuple[str, ...], fields: Fields, options: TagOptions, max_chars: int,
     on_too_long: str, passthrough: tuple[str, ...], json_column: str | None = None,
+    origin: tuple[str, str] | None = None, rendered: str | None = None,
 ):
     """The mapInArrow function (a closure: cloudpickle ships it with these settings)."""
 
@@ -231,12 +250,19 @@ def _tag_batches_fn(
                             data[i] = _corrupt_line(line, fields)
                 chunk = Chunk(0, "item", "spark", [None] * n, data, [""] * n)
             results = worker.results(chunk)
+            if origin is not None:  # where each row came from: rejects name it as `tagger tag` does
+                sources = batch.column(origin[0]).to_pylist()
+                lines = batch.column(origin[1]).to_pylist()
+                results = [dataclasses.replace(r, source=sources[i], line=lines[i]) if isinstance(r, Reject) else r
+                           for i, r in enumerate(results)]
             cols_out: dict[str, list[Any]] = {k: [] for k in types}
             for rid, r in zip(ids, results):
                 if isinstance(r, Reject):
                     out = dict.fromkeys(types)
                     out.update(id=r.id if r.id is not None else (None if rid is None else str(rid)),
                                reject_reason=r.reason, reject_detail=r.detail)
+                    if origin is not None:
+                        out.update(reject_source=r.source, reject_line=r.line)
                 else:
                     out = r.to_json()
                     out["truncated"] = True if out.get("truncated") else None
@@ -247,7 +273,15 @@ def _tag_batches_fn(
                     cols_out[k].append(out.get(k))
             arrays = [batch.column(name) for name in passthrough]
             arrays += [pa.array(cols_out[k], type=types[k]) for k in types]
-            yield pa.RecordBatch.from_arrays(arrays, names=[*passthrough, *types])
+            names_out = [*passthrough, *types]
+            if rendered is not None:
+                bad_kept: dict[int, str] = {}
+                kept = {name: _column_values(batch.column(name), name, bad_kept) for name in passthrough}
+                arrays.append(pa.array([
+                    rendered_line(r, {name: kept[name][i] for name in passthrough})
+                    for i, r in enumerate(results)], type=pa.string()))
+                names_out.append(rendered)
+            yield pa.RecordBatch.from_arrays(arrays, names=names_out)
 
     return tag_batches
 
@@ -264,8 +298,11 @@ def tag_dataframe(
     on_too_long: str = "reject",
     keep: Sequence[str] = (),
     json_column: str | None = None,
+    origin: tuple[str, str] | None = None,
+    rendered: str | None = None,
 ) -> DataFrame:
-    """Tag every row of ``df``: the result has the ``keep`` columns of ``df``, then OUTPUT_COLUMNS.
+    """Tag every row of ``df``: the result has the ``keep`` columns of ``df``, then OUTPUT_COLUMNS
+    (then ``rendered``, if given).
 
     ``df`` needs a ``fields.text``, ``fields.raw`` or ``fields.title`` string column (a headline alone is
     tagged, as by ``tagger tag``) and should have ``fields.id``; tags are used when present. A row with
@@ -277,6 +314,12 @@ def tag_dataframe(
     JSONL line (same checks, reject reasons and details: ``"text": 42`` is ``invalid_field``, bad bytes
     ``invalid_utf8``); the other field columns are not read, except ``fields.id`` as the id of a line
     without one and of a reject whose line has no readable id.
+
+    ``origin`` names two columns of ``df``, each row's source (a file) and line number: a reject then
+    says where its record is (``reject_source``, ``reject_line``), as ``tagger tag``'s rejects do.
+    ``rendered`` names a string column to add: each row as the line ``tagger tag`` writes for it, the
+    output line of a tagged row or the rejects-file line of a reject, byte for byte (scores as
+    ``0.0003``, not Spark's ``3.0E-4``), with the ``keep`` columns first.
 
     Raises ValueError, before any job runs, when none of those columns exists or one of them is not a
     string column (such as the bigint Spark infers for ``"text": 42`` in every JSON line).
@@ -312,9 +355,14 @@ def tag_dataframe(
     missing = [c for c in keep if c not in columns]
     if missing:
         raise ValueError(f"columns to keep {missing} are not in the DataFrame")
-    clash = [c for c in keep if c in OUTPUT_COLUMNS]
+    clash = [c for c in keep if c in OUTPUT_COLUMNS or c == rendered]
+    if rendered is not None:  # kept columns go into the rendered lines too, beside a reject's keys
+        clash += [c for c in keep if c in ("source", "line", "reason", "detail")]
     if clash:
         raise ValueError(f"cannot keep {clash}: tag_dataframe writes columns of that name")
+    missing = [c for c in origin or () if c not in columns]
+    if missing:
+        raise ValueError(f"origin columns {missing} are not in the DataFrame")
 
     manifest = loaded.manifest
     files = {MANIFEST_FILE: (loaded.path / MANIFEST_FILE).read_bytes(),
@@ -322,11 +370,14 @@ def tag_dataframe(
     spark = df.sparkSession
     broadcast = spark.sparkContext.broadcast(files)
     fn = _tag_batches_fn(broadcast, manifest["sha256"], tuple(loaded.model.topics), fields, options, max_chars,
-                         on_too_long, tuple(keep), json_column)
-    from pyspark.sql.types import StructType
+                         on_too_long, tuple(keep), json_column, origin, rendered)
+    from pyspark.sql.types import StringType, StructField, StructType
 
     passthrough = StructType([df.schema[c] for c in keep]) if keep else None
-    return df.mapInArrow(fn, output_schema(loaded.model.topics, passthrough))
+    schema = output_schema(loaded.model.topics, passthrough)
+    if rendered is not None:
+        schema = schema.add(StructField(rendered, StringType()))
+    return df.mapInArrow(fn, schema)
 
 
 def row_to_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -211,7 +211,8 @@ class Tagger:
 
     def _choose(self, scores: np.ndarray, options: TagOptions) -> list[list[int]]:
         """Each document's chosen topic indices, best first (ties to the lower index): at or over the
-        threshold, among ``options.topics`` if given, the best ``options.top_k`` if given."""
+        threshold, among ``options.topics`` if given, the best ``options.top_k`` if given; with none,
+        the best if the model's ``empty_fallback`` rule admits it."""
         model = self.loaded.model
         thresholds = (
             np.full(len(model.topics), float(options.threshold)) if options.threshold is not None else model.thresholds
@@ -220,8 +221,10 @@ class Tagger:
         if options.topics:
             allowed[:] = False
             allowed[[self._index[t] for t in options.topics]] = True
+        # A caller's own flat threshold asks for plain thresholding: the model's fallback is its own rule.
+        fallback = model.empty_fallback if options.threshold is None and model.empty_fallback else 0.0
         flat, ends = choose_topics(scores, np.ascontiguousarray(thresholds, np.float64), allowed,
-                                   -1 if options.top_k is None else options.top_k)
+                                   -1 if options.top_k is None else options.top_k, fallback)
         flat, ends = flat.tolist(), ends.tolist()
         return [flat[a:b] for a, b in zip([0, *ends], ends)]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class Checkpoint:
     rejects_bytes: int = 0
     counts: Counts = field(default_factory=Counts)
     complete: bool = False
+    #: The inputs as the run that started the output named them (reject lines' ``source``). A resumed
+    #: run names them the same way however its own command line spells them, so its bytes match.
+    names: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +63,7 @@ class Checkpoint:
             "rejects_bytes": self.rejects_bytes,
             "counts": {"read": self.counts.read, "tagged": self.counts.tagged, "rejected": self.counts.rejected},
             "identity": self.identity,
+            "names": list(self.names),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
@@ -75,6 +80,7 @@ class Checkpoint:
                 rejects_bytes=int(data["rejects_bytes"]),
                 counts=Counts(**data["counts"]),
                 complete=bool(data["complete"]),
+                names=tuple(str(n) for n in data.get("names", ())),
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SinkError(f"cannot read checkpoint {path}: {e}") from e
@@ -108,9 +114,12 @@ class OutputSink:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(
-        cls, output: Path, rejects: Path, checkpoint_path: Path, identity: dict[str, Any], *, resume: bool, force: bool
+        cls, output: Path, rejects: Path, checkpoint_path: Path, identity: dict[str, Any], *, resume: bool, force: bool,
+        names: Sequence[str] = (),
     ) -> OutputSink:
-        """Start a run (refusing to overwrite without ``force``) or resume one from its checkpoint."""
+        """Start a run (refusing to overwrite without ``force``) or resume one from its checkpoint.
+        ``names`` are the inputs as this run names them; a resumed run keeps the names its checkpoint
+        recorded (``state.names``)."""
         if resume:
             if checkpoint_path.exists():
                 return cls._resume(output, rejects, checkpoint_path, identity)
@@ -132,7 +141,7 @@ class OutputSink:
         for p in (output, rejects):
             with open(p, "wb"):
                 pass
-        sink = cls(output, rejects, checkpoint_path, Checkpoint(identity=identity))
+        sink = cls(output, rejects, checkpoint_path, Checkpoint(identity=identity, names=tuple(names)))
         sink.checkpoint()  # from here on the run is resumable, even if killed before its first chunk
         return sink
 
@@ -173,11 +182,17 @@ class OutputSink:
         os.fsync(self._out.fileno())
         os.fsync(self._rej.fileno())
         tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state.to_json(), f, ensure_ascii=False, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.checkpoint_path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(state.to_json(), f, ensure_ascii=False, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.checkpoint_path)
+        except BaseException:
+            # A full disk (or Ctrl-C) mid-write: the previous checkpoint stays the valid one, and no
+            # empty or half-written temporary file is left beside it.
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(self.checkpoint_path.parent)
         self.state = state
 

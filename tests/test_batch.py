@@ -335,3 +335,155 @@ def test_resume_refuses_a_different_run(tmp_path: Path, loaded: LoadedModel, art
     with pytest.raises(BatchError, match="rejects.jsonl exists but there is no checkpoint"):
         run_batch(BatchConfig(inputs=(str(src),), output=out, resume=True), loaded)
     assert rejects.read_text("utf-8") == "precious\n"
+
+
+# ------------------------------------------------------------------------ damaged compressed input
+def _decodable(data: bytes, suffix: str) -> list[bytes]:
+    """The records a damaged compressed file still holds, decoded independently of the readers: all
+    the bytes its decompressor yields before the damage, cut at b"\\n" (a torn last line included)."""
+    import zlib
+
+    d = zlib.decompressobj(wbits=31) if suffix == ".gz" else lzma.LZMADecompressor()
+    text = d.decompress(data)
+    assert not getattr(d, "eof", False), "the damage must stop the stream"
+    return [line for line in text.split(b"\n") if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def many_records(articles: list[dict]) -> bytes:
+    """12,000 short JSONL records (real headlines and openings), about 4 MB."""
+    rows = [{"id": f"r{i}", "title": a["title"], "text": a["text"][:200]} for i, a in
+            zip(range(12_000), articles * 80)]
+    return jsonl(rows)
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+@pytest.mark.parametrize("suffix", [".gz", ".xz"])
+def test_a_damaged_compressed_input_loses_no_decoded_record(
+    tmp_path: Path, loaded: LoadedModel, many_records: bytes, suffix: str, n_process: int
+) -> None:
+    """Issue 15, defect 5: a truncated .gz/.xz of 12,000 records, cut so that over 10,000 decode. Every
+    record decoded before the break is in the output or the rejects (the torn last line as
+    invalid_json), in input order, also with the chunks two workers had in flight; then the run stops
+    naming the file and the line reached."""
+    packed = gzip.compress(many_records) if suffix == ".gz" else lzma.compress(many_records)
+    cut = packed[: int(len(packed) * 0.93)]
+    src = tmp_path / f"in.jsonl{suffix}"
+    src.write_bytes(cut)
+    decodable = _decodable(cut, suffix)
+    assert 10_000 < len(decodable) < 12_000
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(BatchError) as err:
+        run_batch(BatchConfig(inputs=(str(src),), output=out, n_process=n_process, chunk_size=256), loaded)
+    tagged, rejects = read_lines(out), read_lines(Path(f"{out}.rejects.jsonl"))
+    assert len(tagged) + len(rejects) == len(decodable)
+    whole = [json.loads(line)["id"] for line in decodable[:-1]]
+    assert [t["id"] for t in tagged] == whole  # every whole record, in order
+    assert [(r["line"], r["reason"]) for r in rejects] == [(len(decodable), "invalid_json")]  # the torn one
+    assert rejects[0]["detail"].startswith("the line is cut short: the input: cannot read (")
+    message = str(err.value)
+    assert f"{src}:{len(decodable)}: cannot read" in message and "truncated or corrupt" in message
+    assert f"the {len(decodable):,} records read before it are written" in message
+    checkpoint = json.loads(Path(f"{out}.checkpoint.json").read_text("utf-8"))
+    assert checkpoint["counts"]["read"] == len(decodable) and not checkpoint["complete"]
+
+
+def test_a_damaged_compressed_csv_keeps_the_rows_before_the_break(
+    tmp_path: Path, loaded: LoadedModel, articles: list[dict]
+) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "title", "text"])
+    for i, a in zip(range(3000), articles * 20):
+        w.writerow([f"r{i}", a["title"], a["text"][:150]])
+    packed = gzip.compress(buf.getvalue().encode("utf-8"))
+    src = tmp_path / "in.csv.gz"
+    src.write_bytes(packed[: len(packed) // 2])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(BatchError, match=r"in\.csv\.gz:\d+: cannot read"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out, chunk_size=256), loaded)
+    tagged, rejects = read_lines(out), read_lines(Path(f"{out}.rejects.jsonl"))
+    decoded = b"\n".join(_decodable(src.read_bytes(), ".gz")).decode("utf-8", "replace")
+    rows = list(csv.reader(io.StringIO(decoded)))[1:]  # the torn last row too: a record with too few fields
+    assert len(tagged) + len(rejects) == len(rows) > 256  # more than the chunks written whole
+    assert [r["reason"] for r in rejects] == ["invalid_csv"] and "cut short" in rejects[0]["detail"]
+    assert [t["id"] for t in tagged] == [r[0] for r in rows[: len(tagged)]]
+
+
+# ------------------------------------------------------------------------ resume, spelled differently
+@pytest.mark.parametrize("first, second", [("relative", "absolute"), ("absolute", "relative")])
+def test_resume_writes_the_same_bytes_however_the_input_path_is_spelled(
+    tmp_path: Path, loaded: LoadedModel, articles: list[dict], monkeypatch: pytest.MonkeyPatch, first: str, second: str
+) -> None:
+    """Issue 15, defect 6: a run started as ``in.jsonl`` and resumed as ``/abs/in.jsonl`` (or the other
+    way) is the same input (the checkpoint identifies it by its absolute path), and its reject lines
+    keep the first run's spelling: output and rejects equal an uninterrupted run's, byte for byte."""
+    from tagger.writers import OutputSink
+
+    monkeypatch.chdir(tmp_path)
+    _mixed_input(tmp_path, articles)  # 300 records, 9 of them rejected, spread over the file
+    spelled = {"relative": "in.jsonl", "absolute": str(tmp_path / "in.jsonl")}
+    clean = tmp_path / "clean.jsonl"
+    run_batch(BatchConfig(inputs=(spelled[first],), output=clean, chunk_size=16), loaded)
+    clean_rejects = Path(f"{clean}.rejects.jsonl").read_bytes()
+    assert clean_rejects.count(b"\n") == 9 and json.dumps(spelled[first]).encode() in clean_rejects
+
+    out = tmp_path / "out.jsonl"
+    write, calls = OutputSink.write, []
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C after 5 chunks
+        calls.append(1)
+        if len(calls) > 5:
+            raise KeyboardInterrupt
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutputSink, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(BatchConfig(inputs=(spelled[first],), output=out, chunk_size=16), loaded)
+    monkeypatch.setattr(OutputSink, "write", write)
+    assert 0 < read_lines(Path(f"{out}.rejects.jsonl")).__len__() < 9  # some rejects before the stop, some after
+
+    stats = run_batch(BatchConfig(inputs=(spelled[second],), output=out, chunk_size=16, resume=True), loaded)
+    assert stats.this_run == 300 - 80
+    assert out.read_bytes() == clean.read_bytes()
+    assert Path(f"{out}.rejects.jsonl").read_bytes() == clean_rejects
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary_file(
+    tmp_path: Path, loaded: LoadedModel, articles: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, defect 7: the disk fills while the checkpoint is written (simulated: half the JSON
+    goes out, then ENOSPC). The run fails with that error, the previous checkpoint stays intact, no
+    ``checkpoint.json.tmp`` is left, and --resume then finishes with an uninterrupted run's bytes."""
+    import errno
+
+    import tagger.writers as writers
+
+    src = _mixed_input(tmp_path, articles)
+    clean = tmp_path / "clean.jsonl"
+    run_batch(BatchConfig(inputs=(str(src),), output=clean, chunk_size=16), loaded)
+
+    out = tmp_path / "out.jsonl"
+    dump, calls = writers.json.dump, []
+
+    def disk_full(obj, f, **kw):
+        calls.append(1)
+        if len(calls) < 3:  # the first checkpoint (at the start) and one more go through
+            return dump(obj, f, **kw)
+        text = json.dumps(obj, **kw)
+        f.write(text[: len(text) // 2])
+        f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers.json, "dump", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_batch(BatchConfig(inputs=(str(src),), output=out, chunk_size=16, checkpoint_seconds=0), loaded)
+    monkeypatch.setattr(writers.json, "dump", dump)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == [
+        "out.jsonl", "out.jsonl.checkpoint.json", "out.jsonl.rejects.jsonl"]
+    kept = json.loads(Path(f"{out}.checkpoint.json").read_text("utf-8"))
+    assert kept["counts"]["read"] == 16 and not kept["complete"]  # the last checkpoint that was written whole
+
+    run_batch(BatchConfig(inputs=(str(src),), output=out, chunk_size=16, resume=True), loaded)
+    assert out.read_bytes() == clean.read_bytes()
+    assert Path(f"{out}.rejects.jsonl").read_bytes() == Path(f"{clean}.rejects.jsonl").read_bytes()

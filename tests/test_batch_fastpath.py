@@ -348,6 +348,16 @@ def test_chosen_topics_follow_the_definition_with_ties_nan_and_every_option() ->
             for row, chosen in zip(scores.tolist(), got):
                 want = sorted((j for j in range(12) if allowed[j] and row[j] >= thresholds[j]), key=lambda j: (-row[j], j))
                 assert chosen.tolist() == (want if top_k < 0 else want[:top_k])
+            thresholds_pos = np.maximum(thresholds, 0.05)
+            for fallback in (0.5, 0.9):
+                flat, ends = choose_topics(scores, thresholds_pos, allowed, top_k, fallback)
+                for row, chosen in zip(scores.tolist(), np.split(flat, ends[:-1])):
+                    want = sorted((j for j in range(12) if allowed[j] and row[j] >= thresholds_pos[j]),
+                                  key=lambda j: (-row[j], j))
+                    ratios = [(row[j] / thresholds_pos[j], -j) for j in range(12) if allowed[j] and row[j] == row[j]]
+                    if not want and ratios and max(ratios)[0] >= fallback and max(ratios)[0] > 0:
+                        want = [-max(ratios)[1]]
+                    assert chosen.tolist() == (want if top_k < 0 else want[:top_k]), (row, fallback)
 
 
 def test_scores_round_like_python_round_near_every_half() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tagger.artifacts import load_model, resolve_model_dir
+from tagger.cli import COMMANDS
 from tagger.paths import default_model_root
 
 
@@ -142,7 +144,8 @@ def test_serve_with_its_metrics_port_taken_is_one_clear_error() -> None:
             p = tagger("serve", "--port", "0", "--workers", workers, "--metrics-port", str(port))
             err = p.stderr.decode().strip()
             assert p.returncode == 2 and err == (
-                f"tagger serve: error: cannot serve metrics on 0.0.0.0:{port} (--metrics-port): Address already in use"
+                # Metrics listen where gRPC does (--host, default [::]) unless --metrics-host says otherwise.
+                f"tagger serve: error: cannot serve metrics on [::]:{port} (--metrics-port): Address already in use"
             ), err
 
 
@@ -163,3 +166,90 @@ def test_train_checks_taxonomy_and_dev_before_any_training(tmp_path: Path, share
         err = p.stderr.decode().strip()
         assert p.returncode == 2 and len(err.splitlines()) == 1 and message in err, (args, err)
         assert b"features:" not in p.stdout and b"read " not in p.stdout, p.stdout  # nothing was trained
+
+
+# --------------------------------------------------------------- usage errors are one line (issue 14)
+def test_the_example_usage_error_is_exactly_one_line() -> None:
+    p = tagger("tag", "--threshold", "abc", "x")
+    assert p.returncode == 2 and not p.stdout
+    assert p.stderr.decode() == "tagger tag: error: argument --threshold: invalid float value: 'abc'\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    # Every command, whatever it objects to first (an unknown option, or its required arguments missing).
+    *[([name, "--no-such-option"], f"tagger {name}: error: ") for name in COMMANDS],
+    (["tag", "x", "--no-such-option"], "tagger tag: error: unrecognized arguments: --no-such-option"),
+    (["spark-tag", "-i", "x", "-o", "y", "--no-such-option"],
+     "tagger spark-tag: error: unrecognized arguments: --no-such-option"),
+    (["tag", "--max-chars", "many"], "tagger tag: error: argument --max-chars: invalid int value: 'many'"),
+    (["tag", "--format", "xml"], "tagger tag: error: argument --format: invalid choice: 'xml'"),
+    (["evaluate", "--gold"], "tagger evaluate: error: argument --gold: expected one argument"),
+    (["serve", "--port", "http"], "tagger serve: error: argument --port: invalid int value: 'http'"),
+    (["spark-tag", "--input", "x"], "tagger spark-tag: error: the following arguments are required: --output/-o"),
+    (["no-such-command"], "tagger: error: argument COMMAND: invalid choice: 'no-such-command'"),
+])
+def test_usage_errors_of_every_command_are_one_line(argv: list[str], message: str, capsys) -> None:
+    """argparse errors are one line on stderr and exit code 2, as every other CLI error, for every
+    command (in-process: the parser is the same one the console script builds)."""
+    from tagger.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert len(err.splitlines()) == 1 and err.startswith(message), err
+    assert "usage:" not in err
+
+
+def test_help_still_shows_the_usage(capsys) -> None:
+    from tagger.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["tag", "--help"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("usage: tagger tag")
+
+
+@pytest.mark.parametrize("command", ["tag", "spark-tag"])
+def test_top_k_zero_is_refused(command: str, capsys) -> None:
+    """``--top-k 0`` used to return no topics at all, silently: it is refused, before any model loads."""
+    from tagger.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--top-k", "0", *(["x"] if command == "tag" else ["-i", "x", "-o", "y"])])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"tagger {command}: error: argument --top-k: must be at least 1, got 0\n"
+
+
+def test_top_k_one_keeps_the_best_topic(shared_dir: Path) -> None:
+    p = tagger("tag", "--top-k", "1", str(shared_dir / "examples/seed-article.txt"))
+    assert p.returncode == 0, p.stderr.decode()
+    assert [t["topic"] for t in json.loads(p.stdout)["topics"]] == ["diplomacy"]
+
+
+def test_a_json_error_says_at_once(tmp_path: Path) -> None:
+    """json's "Invalid control character at" message is not followed by a second "at"."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": "a", "text": "x\x01y"}\n')
+    p = tagger("tag", str(src))
+    assert p.returncode == 2
+    assert p.stderr.decode() == f"tagger tag: error: {src}:1: invalid JSON (Invalid control character at column 23)\n"
+    out = tmp_path / "out.jsonl"
+    p = tagger("tag", "-i", str(src), "-o", str(out), "--quiet")
+    assert p.returncode == 0, p.stderr.decode()
+    [reject] = [json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text("utf-8").splitlines()]
+    assert reject["detail"] == "invalid JSON (Invalid control character at column 23)"
+
+
+def test_missing_training_data_says_where_the_default_comes_from(tmp_path: Path) -> None:
+    env = {**os.environ, "TAGGER_SHARED": str(tmp_path / "nowhere")}
+    for command in (["evaluate"], ["train", "--no-publish"], ["retrain", "--same-data", "--dry-run"]):
+        p = subprocess.run([sys.executable, "-m", "tagger", *command], capture_output=True, text=True, env=env,
+                           cwd=tmp_path)
+        err = p.stderr.strip()
+        assert p.returncode == 2 and len(err.splitlines()) == 1, (command, err)
+        assert f"{tmp_path / 'nowhere'}" in err and "set TAGGER_SHARED, or pass the path" in err, err
+    # Tagging needs no training data at all.
+    page = tmp_path / "page.txt"
+    page.write_text("فرضت الولايات المتحدة عقوبات جديدة على كوريا الشمالية", "utf-8")
+    p = subprocess.run([sys.executable, "-m", "tagger", "tag", str(page)], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import lzma
 import os
 import pty
@@ -205,11 +206,17 @@ def test_a_truncated_gzip_input_is_one_clear_error_naming_it(tmp_path: Path, cor
     p = tagger(*(["-i", str(src), "-o", str(out), "--quiet"] if batch else [str(src)]))
     err = p.stderr.decode().strip()
     assert p.returncode == 2 and len(err.splitlines()) == 1, err
-    assert f"{src}: line " in err and "truncated or corrupt" in err
-    if batch:  # the whole records read before the damage are kept, in order, and the run says how many
+    assert "truncated or corrupt" in err
+    if not batch:  # stdout mode stops at the first record it cannot tag: the torn one, named with its line
+        assert re.search(rf"{re.escape(str(src))}:\d+: the line is cut short", err), err
+    if batch:  # the records read before the damage are kept, in order (the torn last one rejected), and
+        # the run says how many
         written = [json.loads(line)["id"] for line in out.read_text("utf-8").splitlines()]
         assert written == [json.loads(line)["id"] for line in corpus_lines[:len(written)]] and written
-        assert f"the {len(written)} records before it are written" in err
+        rejects = [json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text("utf-8").splitlines()]
+        assert [(r["line"], r["reason"]) for r in rejects] == [(len(written) + 1, "invalid_json")]
+        assert f"{src}:{len(written) + 1}: cannot read" in err
+        assert f"the {len(written) + 1} records read before it are written: {len(written)} tagged, 1 rejected" in err
 
 
 def test_output_errors_are_blamed_on_stdout_and_a_closed_pipe_is_not_an_error(

@@ -198,8 +198,19 @@ def test_cli_tag_server_matches_local(server: TaggerServer, shared_dir: Path,
     assert {t["topic"] for t in remote["topics"]} == MISSION
     assert remote["scores"] == pytest.approx(local["scores"], abs=1e-4)
     assert remote["model_version"] == local["model_version"] and remote["dropped_tags"] == local["dropped_tags"]
+
+
+def test_cli_tag_server_fails_fast_when_nothing_listens(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14: nothing on the port is a one-line error at once, not ~30 s of silent retrying."""
+    seed = str(shared_dir / "examples" / "seed-article.txt")
+    t0 = time.monotonic()
     assert cli_main(["tag", "--server", "127.0.0.1:1", seed]) == 2
-    assert "UNAVAILABLE" in capsys.readouterr().err
+    elapsed = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot connect to 127.0.0.1:1" in err, err
+    assert elapsed < 10, elapsed  # the default --timeout is 30 s: a refused connection must not wait for it
+    assert cli_main(["tag", "--server", "127.0.0.1:1", "--timeout", "0", seed]) == 2
+    assert "--timeout must be > 0" in capsys.readouterr().err
 
 
 def test_cli_tag_server_tags_lone_surrogates_like_local(server: TaggerServer, tmp_path: Path,
@@ -219,3 +230,27 @@ def test_cli_tag_server_tags_lone_surrogates_like_local(server: TaggerServer, tm
     for g, w in zip(got, want, strict=True):
         assert g["scores"] == pytest.approx(w.pop("scores"), abs=1e-4)
         assert g | {"scores": None} == w | {"scores": None}
+
+
+def test_round_robin_spreads_calls_over_every_address(loaded: LoadedModel) -> None:
+    """A headless Kubernetes Service resolves to one address per pod; with round_robin the client sends
+    calls to all of them, with pick_first (gRPC's default) to one. Two servers stand in for two pods."""
+    cfg = config()
+    with running(cfg, make_holder(cfg, loaded)) as a, running(cfg, make_holder(cfg, loaded)) as b:
+        target = f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}"
+
+        def served(srv: TaggerServer) -> float:
+            return srv.metrics.registry.get_sample_value("tagger_grpc_requests_total",
+                                                         {"method": "Tag", "code": "OK"}) or 0.0
+
+        with TaggerClient(target, load_balancing="round_robin", timeout=20) as client:
+            for _ in range(20):
+                client.tag({"text": "خبر"})
+        assert served(a) >= 5 and served(b) >= 5, (served(a), served(b))
+        before = served(a), served(b)
+        with TaggerClient(target, timeout=20) as client:
+            for _ in range(20):
+                client.tag({"text": "خبر"})
+        assert sorted([served(a) - before[0], served(b) - before[1]]) == [0, 20]
+        with TaggerClient(f"dns:///localhost:{a.port}", load_balancing="round_robin", timeout=20) as client:
+            assert client.tag({"text": "خبر"}).model_version

@@ -122,3 +122,35 @@ def test_the_feature_count_is_bounded_where_bigram_keys_still_fit_the_lookup() -
     with pytest.raises(ValueError, match="max_features"):
         TfidfFeaturizer(max_features=MAX_FEATURES + 1)
     TfidfFeaturizer(max_features=MAX_FEATURES)
+
+
+def test_a_dropped_model_is_freed_without_the_garbage_collector() -> None:
+    """Issue 15, defect 1: the featuriser held a bound method of itself (its word table's resolver), a
+    reference cycle, so a model replaced by a hot reload stayed in memory until a full collection.
+    With the collector off, dropping the last reference must free the model, featuriser and word
+    table at once (``bench/reload_memory.py`` shows the memory side)."""
+    import gc
+    import weakref
+
+    from tagger.artifacts import load_model
+    from tagger.document import from_fields
+    from tagger.paths import default_model_root
+    from tagger.tagger import Tagger
+
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        tagger = Tagger(load_model(default_model_root()))
+        # Tagging fills the word table (and takes the str path for a document outside the code page).
+        tagger.tag_many([from_fields(id="a", title="عقوبات", text=DOCS[0]), from_fields(id="b", title="", text="😀 " + DOCS[4])])
+        feat = tagger.loaded.model.featurizer
+        assert len(feat._word_ids) > 0
+        refs = {name: weakref.ref(obj) for name, obj in (
+            ("tagger", tagger), ("model", tagger.loaded.model), ("featurizer", feat), ("word table", feat._word_ids))}
+        del tagger, feat
+        alive = [name for name, ref in refs.items() if ref() is not None]
+        assert alive == [], f"still alive without a collection: {alive}"
+    finally:
+        if was_enabled:
+            gc.enable()

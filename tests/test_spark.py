@@ -66,13 +66,18 @@ def cli_output(tmp_path_factory: pytest.TempPathFactory, rows: list[dict], loade
     return out, rej
 
 
-def _json_parts(folder: Path) -> list[dict]:
-    """The objects of a Spark JSON output folder (gzipped part files)."""
+def _text_parts(folder: Path) -> list[str]:
+    """The lines of a Spark JSON-lines output folder (gzipped text parts), in part order."""
     out = []
-    for part in sorted(folder.glob("part-*.json.gz")):
+    for part in sorted(folder.glob("part-*.gz")):
         with gzip.open(part, "rt", encoding="utf-8") as f:
-            out += [json.loads(line) for line in f]
+            out += f.read().splitlines()
     return out
+
+
+def _json_parts(folder: Path) -> list[dict]:
+    """The objects of a Spark JSON-lines output folder."""
+    return [json.loads(line) for line in _text_parts(folder)]
 
 
 def test_tag_dataframe_equals_the_cli(spark, rows: list[dict], cli_output: tuple[dict, dict], loaded: LoadedModel) -> None:
@@ -106,7 +111,13 @@ def test_spark_tag_command_parquet_and_jsonl(spark, tmp_path: Path, rows: list[d
 
     assert {k: row_to_json(v) for k, v in got.items()} == out
     bad = spark.read.parquet(str(tmp_path / "out.parquet_rejects")).collect()
-    assert {r["id"]: r["reject_reason"] for r in bad} == {k: v["reason"] for k, v in rej.items()}
+    assert {r["id"]: (r["reason"], r["detail"]) for r in bad} == {k: (v["reason"], v["detail"]) for k, v in rej.items()}
+    # A Parquet reject names its file and row (1-based), as a `tagger tag` reject names file and line.
+    import pyarrow.parquet as pq
+
+    for r in bad:
+        assert Path(r["source"]).parent == tmp_path / "in.parquet" and r["source"].endswith(".parquet")
+        assert pq.read_table(r["source"]).column("id")[r["line"] - 1].as_py() == r["id"]
     # Existing output is not overwritten without --force.
     assert main(["spark-tag", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet")]) == 2
 
@@ -134,19 +145,26 @@ def test_spark_tag_command_parquet_and_jsonl(spark, tmp_path: Path, rows: list[d
     cli_rej = [json.loads(line) for line in (tmp_path / "cli.jsonl.rejects.jsonl").read_text("utf-8").splitlines()]
     assert len(cli_out) == 49 and len(cli_rej) == 2 + 7  # rows[10], rows[20] and all the odd lines but one
 
-    assert main(["spark-tag", "--input", str(src), "--output", str(tmp_path / "out_json"), "--keep", "url"]) == 0
-    lines = _json_parts(tmp_path / "out_json")
-    urls = {r["id"]: r["url"] for r in rows}
-    assert {o["id"]: o.pop("url", None) for o in lines} == {k: urls.get(k) for k in cli_out}  # kept column
-    assert {o["id"]: o for o in lines} == cli_out
-    rejected = _json_parts(tmp_path / "out_json_rejects")
-    assert sorted((r["reject_reason"], r["reject_detail"]) for r in rejected) == \
-        sorted((r["reason"], r["detail"]) for r in cli_rej)
-    # Where the CLI names the record, so does Spark; a line with no readable id still gets its JSON id.
-    by_detail = {(r["reject_reason"], r["reject_detail"]): r for r in rejected}
-    assert all(by_detail[r["reason"], r["detail"]]["id"] == r["id"] for r in cli_rej if r["id"] is not None)
-    assert [r["id"] for r in rejected if r["reject_reason"] == "invalid_utf8"] == ["badutf8"]
-    assert by_detail["invalid_field", "field 'text' must be a string, got int"]["url"] == "u"
+    # Small splits: the file is read by several tasks, and line numbers still count from its start.
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16384")
+    try:
+        assert main(["spark-tag", "--input", str(src), "--output", str(tmp_path / "out_json"), "--keep", "url"]) == 0
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    # Byte for byte the lines `tagger tag` writes (scores as 0.0003, not 3.0E-4), the kept column first.
+    urls = {r["id"]: r["url"] for r in rows} | {"numtext": "u"}
+    cli_lines = (tmp_path / "cli.jsonl").read_text("utf-8").splitlines()
+    lines = _text_parts(tmp_path / "out_json")
+    assert sorted(lines) == sorted(
+        f'{{"url": {json.dumps(urls.get(json.loads(line)["id"]), ensure_ascii=False)}, {line[1:]}' for line in cli_lines)
+    assert any('": 0.000' in line for line in cli_lines) and not any("E-" in line for line in lines)
+    # Rejects: the CLI's reject lines, source (the input as given) and line included.
+    rejected = _text_parts(tmp_path / "out_json_rejects")
+    cli_rej_lines = (tmp_path / "cli.jsonl.rejects.jsonl").read_text("utf-8").splitlines()
+    assert sorted(rejected) == sorted(
+        f'{{"url": {json.dumps(urls.get(r["id"]) if r["id"] is not None else None, ensure_ascii=False)}, {line[1:]}'
+        for r, line in zip(cli_rej, cli_rej_lines))
+    assert {json.loads(line)["source"] for line in rejected} == {str(src)}
 
     # A text field numeric on every line: Spark infers a bigint column, which tag_dataframe refuses;
     # spark-tag reads the lines, so each is rejected as `tagger tag` rejects it (the job goes on).
@@ -157,9 +175,9 @@ def test_spark_tag_command_parquet_and_jsonl(spark, tmp_path: Path, rows: list[d
                  "--output-format", "parquet"]) == 0
     assert [r["id"] for r in spark.read.parquet(str(tmp_path / "out_numbers")).collect()] == ["h1"]  # a headline alone
     got = spark.read.parquet(str(tmp_path / "out_numbers_rejects")).collect()
-    assert sorted((r["id"], r["reject_reason"], r["reject_detail"]) for r in got) == [
-        ("n1", "invalid_field", "field 'text' must be a string, got int"),
-        ("n2", "invalid_field", "field 'text' must be a string, got float"),
+    assert sorted((r["source"], r["line"], r["id"], r["reason"], r["detail"]) for r in got) == [
+        (str(src), 1, "n1", "invalid_field", "field 'text' must be a string, got int"),
+        (str(src), 2, "n2", "invalid_field", "field 'text' must be a string, got float"),
     ]
 
 
@@ -213,7 +231,7 @@ def test_invalid_utf8_in_a_column_rejects_that_row_only(spark, tmp_path: Path, r
         sorted((r["reason"], r["detail"]) for r in cli_rej) == sorted([
             ("invalid_utf8", "invalid UTF-8 at byte 29 of the line"),
             ("not_an_object", "expected a JSON object, got list"),
-            ("invalid_json", "invalid JSON (Invalid control character at at column 19)")])
+            ("invalid_json", "invalid JSON (Invalid control character at column 19)")])
 
 
 def test_a_non_string_text_column_is_refused_up_front(spark, tmp_path: Path, loaded: LoadedModel, capsys) -> None:
@@ -255,3 +273,27 @@ def test_a_headline_only_dataframe_is_tagged_like_the_cli(spark, tmp_path: Path,
     assert any(o["topics"] for o in got.values())
     with pytest.raises(ValueError, match=r"no 'text', 'raw' or 'title' column; columns: \['id', 'body'\]"):
         tag_dataframe(spark.createDataFrame([("a", "x")], "id string, body string"), loaded=loaded)
+
+
+def test_an_existing_output_is_refused_before_spark_starts(tmp_path: Path) -> None:
+    """Issue 14: an existing --output was reported ~10 s later, in Spark's words. Now it is one line
+    before any JVM: JAVA_HOME points nowhere here, so a Spark start would fail with another message."""
+    import subprocess
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "نص"}\n', "utf-8")
+    (tmp_path / "out").mkdir()
+    env = os.environ | {"JAVA_HOME": str(tmp_path / "no-java")}
+    for args, message in [
+        (["--output", str(tmp_path / "out")], f"{tmp_path / 'out'} exists; use --force to overwrite it"),
+        (["--output", str(tmp_path / "new"), "--rejects", str(tmp_path / "out")],
+         f"{tmp_path / 'out'} exists; use --force to overwrite it"),
+        (["--output", f"file://{tmp_path / 'out'}"], f"file://{tmp_path / 'out'} exists; use --force to overwrite it"),
+    ]:
+        p = subprocess.run([sys.executable, "-m", "tagger", "spark-tag", "--input", str(src), *args],
+                           capture_output=True, env=env, timeout=120)
+        assert p.returncode == 2 and p.stderr.decode() == f"tagger spark-tag: error: {message}\n", p.stderr.decode()
+    p = subprocess.run([sys.executable, "-m", "tagger", "spark-tag", "--input", str(tmp_path / "missing.jsonl"),
+                        "--output", str(tmp_path / "new")], capture_output=True, env=env, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.decode() == f"tagger spark-tag: error: {tmp_path / 'missing.jsonl'}: No such file or directory\n"

@@ -112,3 +112,37 @@ def test_page_parts_never_add_topics(tagger: Tagger) -> None:
 def test_a_topic_named_twice_in_options_is_chosen_once(tagger: Tagger) -> None:
     r = tagger.tag(_doc("sanctions"), TagOptions(threshold=0.0, topics=("sanctions", "sanctions")))
     assert [t.topic for t in r.topics] == ["sanctions"]
+
+
+def test_an_empty_answer_falls_back_to_the_best_topic_near_its_threshold(tmp_path) -> None:
+    """The model's empty_fallback rule: a document over no threshold gets its best topic (by score /
+    threshold) when that ratio reaches the rule; it travels in the manifest; a caller's own flat
+    threshold means plain thresholding."""
+    import numpy as np
+
+    from tagger.artifacts import load_model, publish_model
+    from tagger.document import Document
+    from tagger.model import TopicModel
+    from tagger.tagger import Tagger, TagOptions
+
+    from helpers import TINY_DOCS, tiny_model
+
+    base = tiny_model()
+    # Intercepts set so that the sports text scores exactly 0.6 on sports (logit 0.405), lower elsewhere.
+    logits = np.log(base.scores([TINY_DOCS["sports"]])[0]) - np.log1p(-base.scores([TINY_DOCS["sports"]])[0])
+    intercept = base.intercept + np.array([-5.0, np.log(0.6 / 0.4), -5.0]) - logits
+    doc = Document(id="d", title="", body=TINY_DOCS["sports"])
+
+    def model(fallback=None):
+        return TopicModel(base.featurizer, base.topics, base.coef, intercept, np.full(3, 0.9), empty_fallback=fallback)
+
+    assert model().scores([TINY_DOCS["sports"]])[0][1] == pytest.approx(0.6)
+    assert Tagger(load_model(publish_model(model(), tmp_path / "a"))).tag(doc).topics == ()
+    loaded = load_model(publish_model(model(0.5), tmp_path / "b"))  # 0.6 / 0.9 = 0.67 >= 0.5
+    assert loaded.manifest["decision"] == {"empty_fallback": 0.5} and loaded.model.empty_fallback == 0.5
+    tagger = Tagger(loaded)
+    assert [t.topic for t in tagger.tag(doc).topics] == ["sports"]
+    assert tagger.tag(doc, TagOptions(threshold=0.9)).topics == ()
+    assert tagger.tag(doc, TagOptions(top_k=0)).topics == ()
+    assert tagger.tag_lines([doc]) == [tagger.tag(doc).to_json_line()]
+    assert Tagger(load_model(publish_model(model(0.7), tmp_path / "c"))).tag(doc).topics == ()  # 0.67 < 0.7

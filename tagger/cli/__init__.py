@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 # Subcommand modules are imported only when their command runs, so `tagger tag` never pays for
 # grpc or scikit-learn's training stack.
@@ -19,6 +20,8 @@ COMMANDS = {
     "retrain": "Retrain with new data and promote only if not worse",
     "spark-tag": "Tag a parquet/JSONL dataset on Spark",
     "split-by-date": "Split JSONL articles at a publication date",
+    "sign-model": "Sign a model version's manifest (ed25519) for serve --model-public-key",
+    "review": "The editors' review loop: web app, queue import, decisions export",
 }
 
 
@@ -30,12 +33,32 @@ def _module(name: str):
     return importlib.import_module(f"tagger.cli.{name.replace('-', '_')}")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: a usage error is one line on stderr,
+    ``tagger tag: error: argument --threshold: invalid float value: 'abc'``, and exit code 2 (not
+    the usage block; ``--help`` still shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (``--top-k``): 0 would silently keep nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from tagger import __version__
 
-    parser = argparse.ArgumentParser(prog="tagger", description="Arabic-first news topic tagging.")
+    parser = ArgumentParser(prog="tagger", description="Arabic-first news topic tagging.")
     parser.add_argument("--version", action="version", version=f"tagger {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subparsers are ArgumentParser too
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if only is None or only == name:
@@ -51,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # blamed on the command they were given to, as its other errors are
+        prog = f"tagger {args.command}" if args.command else "tagger"
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
     if not args.command:
         parser.print_help()
         return 2

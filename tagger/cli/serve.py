@@ -17,6 +17,8 @@ examples:
   tagger serve                                   # port 50051, metrics on :9100
   tagger serve --port 0 --workers 1 --metrics-port 0
   TAGGER_WORKERS=4 tagger serve --model models/arabic-news-topics
+  tagger serve --tls-cert server.crt --tls-key server.key --token-file tokens --health-port 50052
+                                                 # TLS + bearer tokens; plaintext health for probes (docs/security.md)
   grpcurl -plaintext -d '{"document": {"raw": "..."}}' localhost:50051 tagger.v1.TopicTagger/Tag
 """
 

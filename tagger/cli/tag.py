@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from tagger.cli import CLIError, flush_stdout, stdout_errors
+from tagger.cli import CLIError, flush_stdout, positive_int, stdout_errors
 from tagger.cli._common import add_model_option, load
 from tagger.readers import (
     FORMATS,
@@ -37,7 +37,7 @@ def register(p: argparse.ArgumentParser) -> None:
     add_model_option(p)
     p.add_argument("--explain", action="store_true", help="add the n-grams behind each chosen topic")
     p.add_argument("--threshold", type=float, default=None, help="one threshold for every topic (0-1)")
-    p.add_argument("--top-k", type=int, default=None, help="keep at most k topics per document")
+    p.add_argument("--top-k", type=positive_int, default=None, help="keep at most k topics per document (k >= 1)")
 
     src = p.add_argument_group("input")
     src.add_argument("--input", "-i", dest="inputs", nargs="+", action="extend", default=[], metavar="PATH",
@@ -187,9 +187,33 @@ def _to_output(args: argparse.Namespace, inputs: list[str]) -> int:
 
 # --- gRPC client mode (issue #3): `--server HOST:PORT` tags with a running `tagger serve` ----------------
 def _register_server_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", metavar="HOST:PORT", default=None,
+    g = p.add_argument_group("server mode (with --server)")
+    g.add_argument("--server", metavar="HOST:PORT", default=None,
                    help="send the documents to a running `tagger serve` instead of loading a model here "
-                        "(stdout mode; the server's --max-chars/--on-too-long apply)")
+                        "(stdout mode; the server's --max-chars/--on-too-long apply); also dns:///NAME:PORT")
+    g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="deadline of each call to the server, retries included (default: 30); a server that "
+                        "refuses the connection fails at once")
+    g.add_argument("--tls-ca", type=Path, default=None, metavar="PEM",
+                   help="connect with TLS, trusting this CA (the one that signed the server's certificate)")
+    g.add_argument("--tls", action="store_true", help="connect with TLS, trusting the system's CAs")
+    g.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
+                   help="client certificate, for a server that asks for one (mutual TLS; with --tls-key)")
+    g.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="private key of --tls-cert")
+    g.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                   help="file holding the bearer token to send (default: the TAGGER_TOKEN environment variable)")
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file is None:
+        return os.environ.get("TAGGER_TOKEN") or None
+    try:
+        token = args.token_file.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise CLIError(f"--token-file {args.token_file}: {e.strerror or e}") from e
+    if not token or any(c.isspace() for c in token):
+        raise CLIError(f"--token-file {args.token_file}: expected one token (no spaces) in the file")
+    return token
 
 
 def _run_remote(args: argparse.Namespace, inputs: list[str]) -> int:
@@ -201,10 +225,22 @@ def _run_remote(args: argparse.Namespace, inputs: list[str]) -> int:
 
     if args.output is not None or args.model is not None:
         raise CLIError("--server tags to stdout with the server's model; it cannot be combined with --output or --model")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CLIError("--tls-cert and --tls-key go together")
+    if not args.timeout > 0:
+        raise CLIError("--timeout must be > 0")
     try:
-        with TaggerClient(args.server) as client:
+        client = TaggerClient(args.server, timeout=args.timeout, tls=args.tls, tls_ca=args.tls_ca,
+                              tls_cert=args.tls_cert, tls_key=args.tls_key, token=_token(args))
+    except OSError as e:
+        raise CLIError(f"{e.filename}: {e.strerror or e}") from e
+    try:
+        with client:
+            client.check_connection(timeout=args.timeout)
             remote = RemoteTagger(client)
             worker = ChunkTagger(remote, _options(args, remote), _fields(args))  # type: ignore[arg-type]
             return _print_results(worker, args, inputs)
+    except ConnectionError as e:
+        raise CLIError(str(e)) from e
     except grpc.RpcError as e:
         raise CLIError(f"server {args.server}: {e.code().name}: {e.details()}") from e

@@ -1,0 +1,199 @@
+"""Review store bench: next-item and decision latency with 1,000,000 items, on SQLite and PostgreSQL, and
+import throughput of batch output (lines/s).
+
+Goals (issue 16): next queue item p95 < 50 ms and record a decision p95 < 50 ms with 1M items in the
+store, on both backends; import 100k batch lines >= 10k lines/s.
+
+Side by side in the same run: the same operations on a store of 1,000 items (the baseline; the ratio
+shows what a million items cost), and for import the rate of `tagger tag --output` (run_batch) making
+the very batch output being imported.
+
+PostgreSQL is a throw-away server started here (initdb/pg_ctl in a temporary folder, unix socket), as
+in the tests. Each operation is one editor's request as the app makes it: ``Store.next_item`` (lease
+the best open item not yet decided by this editor) then ``Store.decide``; four editors take turns.
+
+Run from the repo root:
+
+    .venv/bin/python bench/review_store.py                       # 1M items, 400 ops, 100k import lines
+    .venv/bin/python bench/review_store.py --items 100000 --backends sqlite   # quicker
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from review_pg import postgres_server  # noqa: E402
+
+from tagger.artifacts import load_model  # noqa: E402
+from tagger.batch import BatchConfig, run_batch  # noqa: E402
+from tagger.paths import default_model_root, shared_dir  # noqa: E402
+from tagger.review.importer import import_files  # noqa: E402
+from tagger.review.store import Store  # noqa: E402
+
+TOPICS = ("diplomacy", "military", "sanctions", "security", "politics", "economy", "energy", "humanitarian",
+          "health", "technology", "sports", "culture")
+TEXT = ("أعلنت وزارة الخارجية اليوم عن جولة جديدة من المحادثات بين الطرفين في العاصمة، وقال المتحدث إن "
+        "الاجتماع سيبحث الملفات العالقة والتعاون الاقتصادي والأمني في المنطقة خلال الأشهر المقبلة. ") * 3
+
+
+def synthetic_rows(start: int, n: int, rng: random.Random) -> list[dict]:
+    rows = []
+    for i in range(start, start + n):
+        scores = {t: round(rng.random(), 4) for t in TOPICS}
+        chosen = [{"topic": t, "score": s} for t, s in sorted(scores.items(), key=lambda kv: -kv[1]) if s >= 0.5][:3]
+        rows.append({
+            "doc_id": f"bench-{i:08d}", "title": f"خبر رقم {i}", "text": TEXT, "tags": ["سياسة"], "outlet": "bench",
+            "url": "", "published": "2026-12-01", "source": "import", "model_version": "arabic-news-topics/4",
+            "predicted": chosen, "scores": scores, "evidence": None, "priority": rng.random() * 4,
+            "signals": {}, "random_slice": rng.random() < 0.1, "reviews_needed": 2 if rng.random() < 0.05 else 1,
+        })
+    return rows
+
+
+def fill(store: Store, n: int, seed: int = 0) -> float:
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    step = 20_000
+    for start in range(0, n, step):
+        store.add_items(synthetic_rows(start, min(step, n - start), rng))
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    return time.perf_counter() - t0
+
+
+def p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def latencies(store: Store, ops: int, seed: int = 1) -> tuple[list[float], list[float]]:
+    rng = random.Random(seed)
+    editors = [store.user_by_token(store.add_user(f"editor-{k}-{rng.random():.6f}")) for k in range(4)]
+    nxt, dec = [], []
+    for i in range(ops):
+        user = editors[i % len(editors)]
+        t0 = time.perf_counter()
+        item = store.next_item(user)
+        t1 = time.perf_counter()
+        if item is None:
+            raise RuntimeError("queue ran dry")
+        topics = item.predicted_topics if rng.random() < 0.8 else [rng.choice(TOPICS)]
+        store.decide(user, item.id, topics)
+        t2 = time.perf_counter()
+        nxt.append((t1 - t0) * 1000)
+        dec.append((t2 - t1) * 1000)
+    return nxt, dec
+
+
+def corpus_articles(n: int) -> Iterator[dict]:
+    """n articles from the shared corpus, cycled with fresh ids when n exceeds it."""
+    path = shared_dir() / "corpus/ant-train.jsonl.xz"
+    with lzma.open(path, "rt", encoding="utf-8") as f:
+        base = [json.loads(line) for line in f]
+    for i in range(n):
+        row = dict(base[i % len(base)])
+        row["id"] = f"{row['id']}#{i // len(base)}"
+        yield row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--baseline-items", type=int, default=1_000)
+    ap.add_argument("--ops", type=int, default=400, help="next-item + decision pairs timed per store")
+    ap.add_argument("--import-lines", type=int, default=100_000)
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    args = ap.parse_args()
+    backends = args.backends.split(",")
+    loaded = load_model(default_model_root())
+    results = []
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="review-bench-") as tmp:
+        tmp_path = Path(tmp)
+        pg = stack.enter_context(postgres_server()) if "postgresql" in backends else None
+
+        def url_for(backend: str, name: str) -> str:
+            if backend == "sqlite":
+                return str(tmp_path / f"{name}.db")
+            import psycopg
+            from sqlalchemy.engine import make_url
+
+            u = make_url(pg)
+            with psycopg.connect(host=u.query["host"], port=int(u.query["port"]), user="postgres", dbname=u.database,
+                                 autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {name}")
+            return u.set(database=name).render_as_string(hide_password=False)
+
+        # -- import: real batch output of corpus articles, joined to its input
+        src = tmp_path / "day.jsonl"
+        with open(src, "w", encoding="utf-8") as f:
+            for row in corpus_articles(args.import_lines):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out = tmp_path / "day.tags.jsonl"
+        stats = run_batch(BatchConfig(inputs=(str(src),), output=out), loaded)
+        batch_rate = stats.docs_per_second
+
+        for backend in backends:
+            row: dict = {"backend": backend}
+            for label, n in (("baseline", args.baseline_items), ("full", args.items)):
+                with Store(url_for(backend, f"q{label}"), topics=TOPICS, seed=0) as store:
+                    row[f"{label}_fill_s"] = fill(store, n)
+                    nxt, dec = latencies(store, args.ops)
+                    row[label] = {"n": n, "next_p50": p(nxt, 50), "next_p95": p(nxt, 95), "dec_p50": p(dec, 50),
+                                  "dec_p95": p(dec, 95)}
+                    print(f"{backend} {n:>9,} items: next p95 {row[label]['next_p95']:.2f} ms, "
+                          f"decision p95 {row[label]['dec_p95']:.2f} ms (filled in {row[f'{label}_fill_s']:.0f} s)",
+                          file=sys.stderr)
+            with Store(url_for(backend, "imp"), topics=loaded.model.topics) as store:
+                t0, c0 = time.perf_counter(), time.process_time()
+                imp = import_files(store, loaded, [str(out)], join=[str(src)])
+                secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+            assert imp.added == args.import_lines and imp.rejected == 0, imp.summary()
+            row["import_rate"] = imp.read / secs
+            row["import_s"] = secs
+            row["import_cpu_rate"] = imp.read / cpu
+            results.append(row)
+
+    print()
+    print(f"review store bench: {args.items:,} items (baseline {args.baseline_items:,}), {args.ops} next+decide "
+          f"pairs by 4 editors, import of {args.import_lines:,} batch lines joined to their input")
+    print()
+    print("| backend | items | next item p50 / p95 (ms) | decision p50 / p95 (ms) | p95 ratio vs baseline (next, decision) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        for label in ("baseline", "full"):
+            s = r[label]
+            ratio = ("—" if label == "baseline" else
+                     f"{s['next_p95'] / r['baseline']['next_p95']:.2f}x, {s['dec_p95'] / r['baseline']['dec_p95']:.2f}x")
+            print(f"| {r['backend']} | {s['n']:,} | {s['next_p50']:.2f} / {s['next_p95']:.2f} | "
+                  f"{s['dec_p50']:.2f} / {s['dec_p95']:.2f} | {ratio} |")
+    print()
+    print("| backend | import lines/s (batch output + --join) | import seconds | lines per CPU-second of the "
+          "importing process | `tagger tag --output` lines/s (same lines, baseline) | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['backend']} | {r['import_rate']:,.0f} | {r['import_s']:.1f} | {r['import_cpu_rate']:,.0f} | "
+              f"{batch_rate:,.0f} | {r['import_rate'] / batch_rate:.2f}x |")
+    print()
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end of the run")
+    print("goals: next p95 < 50 ms, decision p95 < 50 ms at 1M items; import >= 10,000 lines/s")
+    print(f"command: .venv/bin/python bench/review_store.py --items {args.items} --ops {args.ops} "
+          f"--import-lines {args.import_lines} --backends {args.backends}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""``tagger review import``: documents into the review queue.
+
+Two kinds of input, told apart line by line:
+
+- **articles** (JSONL/JSON/CSV/TSV rows or scraped pages, read by :mod:`tagger.readers` exactly as
+  ``tagger tag`` reads them) are tagged here with the current model (:class:`tagger.tagger.Tagger`,
+  with evidence);
+- **batch output** lines (``tagger tag --output`` writes ``{"id", "topics", "scores", "dropped_tags",
+  "model_version"}``, no text) keep the batch's prediction and get their article from the batch's own
+  input, given with ``--join`` and joined by id (the same reader, so the editor sees the text the
+  model tagged).
+
+Every record ends up added, a duplicate of an id already queued, or a reject with a reason — none
+is dropped silently.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tagger.artifacts import LoadedModel
+from tagger.document import Document
+from tagger.io import JSONProblem, loads_json
+from tagger.readers import Chunk, Fields, Reject, check_csv_columns, iter_chunks, resolve_inputs, to_document
+from tagger.review.queue import QueueBuilder, Record
+from tagger.review.store import Store
+from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
+
+__all__ = ["ImportStats", "import_files", "records_from_results"]
+
+_EXTRA_FIELDS = ("outlet", "url", "published")
+_DEFAULT_FIELDS = Fields()
+_BATCH_KEYS = frozenset({"id", "topics", "scores", "model_version"})
+
+
+@dataclass
+class ImportStats:
+    read: int = 0
+    added: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"read {self.read:,}: added {self.added:,}, already queued {self.duplicates:,}, "
+                f"rejected {self.rejected:,}")
+
+
+@dataclass(frozen=True)
+class _Article:
+    doc: Document
+    extras: Mapping[str, str]
+    source: str = ""
+    line: int | None = None
+
+
+def _extras(obj: Any) -> dict[str, str]:
+    if not isinstance(obj, Mapping):
+        return {}
+    return {k: obj[k] for k in _EXTRA_FIELDS if isinstance(obj.get(k), str)}
+
+
+def _mapping(chunk: Chunk, i: int) -> Any:
+    """The record as a JSON object / CSV dict, or None (pages; lines that do not parse)."""
+    data = chunk.data[i]
+    if chunk.kind == "json":
+        try:
+            return loads_json(data.decode("utf-8"))
+        except (UnicodeDecodeError, JSONProblem):
+            return None
+    if chunk.kind == "item":
+        return data if isinstance(data, Mapping) else None
+    if chunk.kind == "csv" and not isinstance(data, Exception):
+        header, row = data
+        return dict(zip(header, row))
+    return None
+
+
+def _is_batch_line(obj: Any, fields: Fields) -> bool:
+    return (isinstance(obj, Mapping) and _BATCH_KEYS <= obj.keys() and isinstance(obj.get("scores"), Mapping)
+            and not any(obj.get(k) for k in (fields.text, fields.raw, fields.title)))
+
+
+def _records(paths: Sequence[str], fields: Fields, fmt: str | None) -> Iterator[tuple[Chunk, int, Any, Any]]:
+    """(chunk, index, parsed mapping or None, Document/Reject) for every record of the inputs, in order."""
+    specs = resolve_inputs(list(paths), fmt)
+    for s in specs:
+        check_csv_columns(s, fields)
+    for n, spec in enumerate(specs):
+        for chunk in iter_chunks(spec, n, size=512):
+            for i, (line, data, default_id) in enumerate(zip(chunk.lines, chunk.data, chunk.ids)):
+                obj = _mapping(chunk, i)
+                if _is_batch_line(obj, fields):
+                    yield chunk, i, obj, None
+                elif isinstance(obj, Mapping):  # already parsed: build the Document from it, not from the bytes again
+                    yield chunk, i, obj, to_document("item", chunk.source, line, obj, default_id, fields)
+                else:
+                    yield chunk, i, obj, to_document(chunk.kind, chunk.source, line, data, default_id, fields)
+
+
+def _join_index(paths: Sequence[str], fields: Fields, fmt: str | None) -> dict[str, _Article]:
+    index: dict[str, _Article] = {}
+    for _, _, obj, doc in _records(paths, fields, fmt):
+        if isinstance(doc, Document):
+            index[doc.id] = _Article(doc, _extras(obj))
+    return index
+
+
+def records_from_results(results: Sequence[TagResult], articles: Sequence[_Article] | Sequence[Document],
+                         source: str = "import") -> list[Record]:
+    """Records of documents tagged here (TagResults made with ``explain=True``)."""
+    out = []
+    for r, a in zip(results, articles):
+        doc, extras = (a.doc, a.extras) if isinstance(a, _Article) else (a, {})
+        out.append(Record(
+            doc_id=doc.id, title=doc.title, text=doc.body, model_version=r.model_version, scores=r.scores,
+            predicted=[{"topic": t.topic, "score": round(t.score, 4)} for t in r.topics], tags=doc.tags,
+            outlet=extras.get("outlet", ""), url=extras.get("url", ""), published=extras.get("published", ""),
+            source=source,
+            evidence={t.topic: [{"ngram": e.ngram, "weight": round(e.weight, 4)} for e in t.evidence] for t in r.topics},
+        ))
+    return out
+
+
+def _batch_record(obj: Mapping[str, Any], article: _Article) -> Record:
+    topics = obj.get("topics") or []
+    evidence = {t["topic"]: t["evidence"] for t in topics if t.get("evidence")}
+    return Record(
+        doc_id=str(obj["id"]), title=article.doc.title, text=article.doc.body, model_version=str(obj["model_version"]),
+        scores=obj["scores"],  # checked by _bad_batch_line: JSON keys are str, values numbers in [0, 1]
+        predicted=[{"topic": t["topic"], "score": t["score"]} for t in topics],
+        tags=list(obj.get("dropped_tags") or article.doc.tags), outlet=article.extras.get("outlet", ""),
+        url=article.extras.get("url", ""), published=article.extras.get("published", ""), source="batch",
+        evidence=evidence or None,
+    )
+
+
+def _bad_batch_line(obj: Mapping[str, Any], topics: frozenset[str]) -> str | None:
+    """What is wrong with a batch output line, or None. Exact type checks: one line of 100k costs little."""
+    if type(obj["id"]) not in (str, int):
+        return "'id' must be a string or an integer"
+    scores = obj["scores"]
+    if not scores.keys() <= topics:
+        return f"unknown topic(s) {sorted(set(scores) - topics)} in 'scores'; this model knows {sorted(topics)}"
+    for v in scores.values():
+        if type(v) not in (float, int) or not 0.0 <= v <= 1.0:
+            return "'scores' must map topics to numbers in [0, 1]"
+    if type(obj["model_version"]) is not str or not obj["model_version"]:
+        return "'model_version' must be a non-empty string"
+    tags = obj.get("dropped_tags")
+    if tags is not None and (type(tags) is not list or not all(type(t) is str for t in tags)):
+        return "'dropped_tags' must be a list of strings"
+    chosen = obj["topics"]
+    if type(chosen) is not list or not all(
+            isinstance(t, Mapping) and t.get("topic") in scores and type(t.get("score")) in (float, int)
+            for t in chosen):
+        return "'topics' must be a list of {\"topic\", \"score\"} objects naming scored topics"
+    return None
+
+
+def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, join: Sequence[str] = (),
+                 fields: Fields = _DEFAULT_FIELDS, fmt: str | None = None, batch_size: int = 2000) -> ImportStats:
+    """Queue every record of ``paths`` (see the module doc). Raises :class:`tagger.io.InputError` for an
+    input that cannot be read at all; a bad record becomes a reject in the returned stats."""
+    tagger = Tagger(loaded, on_too_long="truncate")
+    builder = QueueBuilder.for_model(loaded)
+    known_topics = frozenset(tagger.topics)
+    index = _join_index(join, fields, fmt) if join else {}
+    stats = ImportStats()
+    pending: list[Record] = []
+    to_tag: list[_Article] = []
+
+    def reject(r: Reject) -> None:
+        stats.rejected += 1
+        stats.rejects.append(r)
+
+    def tag_pending() -> None:
+        if not to_tag:
+            return
+        docs = [a.doc for a in to_tag]
+        try:
+            results: list[TagResult | None] = list(tagger.tag_many(docs, TagOptions(explain=True)))
+        except InvalidDocumentError:
+            results = []
+            for a in to_tag:
+                try:
+                    results.append(tagger.tag(a.doc, TagOptions(explain=True)))
+                except InvalidDocumentError as e:
+                    reject(Reject(a.source, a.line, a.doc.id, "empty_text", str(e)))
+                    results.append(None)
+        pairs = [(r, a) for r, a in zip(results, to_tag) if r is not None]
+        pending.extend(records_from_results([r for r, _ in pairs], [a for _, a in pairs]))
+        to_tag.clear()
+
+    def flush() -> None:
+        tag_pending()
+        if pending:
+            added, dups = store.add_items(builder.rows(pending))
+            stats.added += added
+            stats.duplicates += len(dups)
+            pending.clear()
+
+    seen: set[str] = set()
+    for chunk, i, obj, doc in _records(paths, fields, fmt):
+        stats.read += 1
+        line = chunk.lines[i]
+        if doc is None:  # a batch output line
+            problem = _bad_batch_line(obj, known_topics)
+            doc_id = str(obj["id"])
+            article = index.get(doc_id)
+            if problem:
+                reject(Reject(chunk.source, line, doc_id, "invalid_field", f"batch output line: {problem}"))
+                continue
+            if article is None:
+                reject(Reject(chunk.source, line, doc_id, "missing_text",
+                              f"batch output line for {doc_id!r} carries no text, and no --join input has that id "
+                              "(give the batch's input files with --join)"))
+                continue
+            record: Record | _Article = _batch_record(obj, article)
+        elif isinstance(doc, Reject):
+            reject(doc)
+            continue
+        else:
+            record = _Article(doc, _extras(obj), chunk.source, line)
+        rid = record.doc_id if isinstance(record, Record) else record.doc.id
+        if rid in seen:
+            reject(Reject(chunk.source, line, rid, "invalid_document", f"id {rid!r} appears twice in this import"))
+            continue
+        seen.add(rid)
+        (pending if isinstance(record, Record) else to_tag).append(record)  # type: ignore[arg-type]
+        if len(pending) + len(to_tag) >= batch_size:
+            flush()
+    flush()
+    return stats
+
