@@ -3,6 +3,9 @@
 ``tests/data/v4-dev-scores.json`` holds every dev article's twelve scores, computed with
 ``arabic-news-topics/4`` as it was shipped before (``model.joblib``, format 1), just before the
 conversion to ``model.npz``; the pickle itself is gone from the repo (git history keeps it).
+Version 4 stays in models/ as the converted predecessor of version 5; it was trained with text
+normalisation v2, so it is loaded here with the normalisation check off (no dev text contains what
+v3 changed: zero-width characters inside words or presentation forms).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ REFERENCE = Path(__file__).parent / "data" / "v4-dev-scores.json"
 
 def test_converted_model_scores_dev_as_the_pickled_one_did(shared_dir: Path) -> None:
     ref = json.loads(REFERENCE.read_text("utf-8"))
-    loaded = load_model(default_model_root() / ref["model"].split("/")[1])
+    loaded = load_model(default_model_root() / ref["model"].split("/")[1], check_versions=False)
     assert loaded.version == ref["model"] and list(loaded.model.topics) == ref["topics"]
     gold = read_gold(shared_dir / "gold/dev.jsonl", loaded.taxonomy)
     assert {a.id for a in gold} == set(ref["scores"])
