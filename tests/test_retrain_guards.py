@@ -260,8 +260,9 @@ def test_new_rows_with_other_fields_are_read_as_before(tmp_path: Path) -> None:
 def test_a_retrain_with_nothing_new_says_so_instead_of_training(tiny: Tiny, capsys, no_training) -> None:
     args = [a for a in tiny.args() if a != "--same-data"]
     assert tagger_main([*args, "--dry-run"]) == 2
-    assert _error_line(capsys) == ("tagger retrain: error: nothing new to retrain on: give --new FILE and/or "
-                                   "--corrections FILE (or --same-data to retrain on the base data alone)")
+    assert _error_line(capsys) == ("tagger retrain: error: nothing new to retrain on: give --new FILE, "
+                                   "--corrections FILE or --from-review URL (or --same-data to retrain on the "
+                                   "base data alone)")
     assert [p.name for p in list_versions(tiny.root)] == ["1"]
 
 
@@ -274,3 +275,33 @@ def test_the_data_summary_is_words_not_a_python_dict(tiny: Tiny, tmp_path: Path,
     err = capsys.readouterr().err
     line = next(x for x in err.splitlines() if x.startswith("training data:"))
     assert "new: 2 labelled, 0 replaced gold, 0 unlabelled" in line and "{" not in line, line
+
+
+def test_retrain_from_review_trains_on_the_editors_decisions(tiny: Tiny, tmp_path: Path, capsys) -> None:
+    """`tagger retrain --from-review URL`: the store's decisions are the new labelled data, without a
+    file in between; an empty store is a one-line error, not an ungrounded retrain."""
+    from tagger.review.importer import import_files
+    from tagger.review.store import Store
+
+    loaded = load_model(tiny.root)
+    rows = [json.loads(line) for line in tiny.gold.read_text("utf-8").splitlines()[:8]]
+    day = tmp_path / "day.jsonl"
+    day.write_text("".join(json.dumps({"id": f"rev-{i}", "title": r.get("title", ""), "text": r["text"]},
+                                      ensure_ascii=False) + "\n" for i, r in enumerate(rows)), "utf-8")
+    db = str(tmp_path / "review.db")
+    with Store(db, topics=loaded.model.topics, random_share=0.0) as store:
+        empty_args = [a for a in tiny.args() if a != "--same-data"]
+        assert tagger_main([*empty_args, "--from-review", db, "--dry-run"]) == 2
+        assert "the review store has no decisions to train on" in _error_line(capsys)
+        import_files(store, loaded, [str(day)])
+        editor = store.user_by_token(store.add_user("ana"))
+        decided = 0
+        while (item := store.next_item(editor)) is not None:
+            store.decide(editor, item.id, ["culture"])
+            decided += 1
+    report = tmp_path / "report.json"
+    rc = tagger_main([*empty_args, "--from-review", db, "--dry-run", "--report", str(report)])
+    err = capsys.readouterr().err
+    assert rc in (0, 1), err
+    assert f"from the review store: {decided} decided articles" in err and decided == 8
+    assert json.loads(report.read_text("utf-8"))["data"]["new"]["labelled"] == decided

@@ -53,6 +53,11 @@ def register(p: argparse.ArgumentParser) -> None:
     add_labels_option(p)
     p.add_argument("--new", type=Path, action="append", default=[],
                    help="new articles JSONL: labelled (with topics) and/or unlabelled, optionally with tags; repeatable")
+    p.add_argument("--from-review", metavar="URL", default=None,
+                   help="also train on the editors' decisions in the review store at URL (as `tagger review export` "
+                        "writes them: accepted and corrected topics; the random slice never)")
+    p.add_argument("--review-since", metavar="DATE", default=None,
+                   help="with --from-review: only decisions made at or after this ISO date/time (UTC)")
     p.add_argument("--corrections", type=Path, action="append", default=[],
                    help="label corrections JSONL keyed by id; repeatable")
     p.add_argument("--gold-eval", type=Path, action="append", default=None,
@@ -102,6 +107,28 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _review_export(url: str, since: str | None) -> Path:
+    """The review store's decisions written as a --new file (in a private temporary folder kept for the
+    run, so the manifest's fingerprint names a real file)."""
+    import tempfile
+
+    from tagger.review.export import decisions_as_new_rows, parse_since, write_jsonl
+
+    try:
+        rows = decisions_as_new_rows(url, parse_since(since) if since else None)
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    except Exception as e:  # the store could not be opened or read: one line, not a traceback
+        raise CLIError(f"--from-review {url.split('@')[-1]}: cannot read the review store: {e.__class__.__name__}") from e
+    if not rows:
+        raise CLIError(f"--from-review: the review store has no decisions to train on"
+                       + (f" since {since}" if since else ""))
+    path = Path(tempfile.mkdtemp(prefix="tagger-review-")) / "review-decisions.jsonl"
+    write_jsonl(rows, path)
+    _log(f"from the review store: {len(rows)} decided articles")
+    return path
+
+
 def wait_until_served(target: str, version: str, timeout: float = 60.0) -> None:
     """Block until the gRPC server at ``target`` answers with model ``version`` (its folder watch
     picked it up); raises TimeoutError."""
@@ -129,9 +156,11 @@ def run(args: argparse.Namespace) -> int:
     from tagger.training.retrain import RetrainError, retrain
     from tagger.training.tags import TagAuditConfig
 
-    if not (args.new or args.corrections or args.same_data or args.first_version):
-        raise CLIError("nothing new to retrain on: give --new FILE and/or --corrections FILE "
+    if not (args.new or args.corrections or args.from_review or args.same_data or args.first_version):
+        raise CLIError("nothing new to retrain on: give --new FILE, --corrections FILE or --from-review URL "
                        "(or --same-data to retrain on the base data alone)")
+    if args.from_review:
+        args.new = [*args.new, _review_export(args.from_review, args.review_since)]
     model_root = settings(args).model_path
     shared = shared_dir()
     gold = args.gold or [shared / "gold/train.jsonl.xz"]
