@@ -193,9 +193,13 @@ def test_cutoff_walk_through_promotes_with_a_dev_gain(live_template: Setup, tmp_
     assert "1190 before, 910 on or after" in capsys.readouterr().out
     before, after = work / "train-before.jsonl", work / "train-after.jsonl"
     root = work / "models" / NAME
-    # `tagger train --gold before ...` (seed 0, as in the README) at the test's small size.
+    # `tagger train --gold before ...` (seed 0, as in the README) at the test's small size. Thresholds
+    # alone decide here: at this size (8k features, 3 folds) the empty-answer rule trades 4 humanitarian
+    # articles for others on dev, and the gate rightly refuses a per-topic loss like that; what this test
+    # checks is that the later data's gain gets through the gate.
     train_and_publish(corpus=live_template.corpus, gold=[before], dev=live_template.data.dev,
-                      taxonomy=default_taxonomy(), model_root=root, cfg=TrainConfig(seed=0, **SMALL), log=QUIET)
+                      taxonomy=default_taxonomy(), model_root=root,
+                      cfg=TrainConfig(seed=0, empty_fallback=0.0, **SMALL), log=QUIET)
     report = tmp_path / "report.json"
     rc = tagger_main(["retrain", "--model", str(root), "--corpus", str(live_template.corpus),
                       "--gold", str(before), "--new", str(after), "--gold-eval", str(live_template.data.dev),
