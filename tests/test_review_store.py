@@ -3,6 +3,7 @@ history, undo, concurrent editors."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -146,8 +147,15 @@ def test_concurrent_editors_never_lose_each_others_decisions(store: Store) -> No
     claimed: list[list[int]] = [[] for _ in editors]
 
     def work(k: int) -> None:
+        # An editor with nothing to take right now (the rest leased to others) looks again, as one
+        # reloading the page would, until the queue is empty (bounded: 30 s).
+        deadline = time.monotonic() + 30
         try:
-            while (item := store.next_item(editors[k])) is not None:
+            while store.queue_counts()["open"] and time.monotonic() < deadline:
+                item = store.next_item(editors[k])
+                if item is None:
+                    time.sleep(0.01)
+                    continue
                 claimed[k].append(item.id)
                 store.decide(editors[k], item.id, ["sanctions"] if k % 2 else [])
         except BaseException as e:  # noqa: BLE001 - reported below
