@@ -121,7 +121,7 @@ def _review_export(url: str, since: str | None) -> Path:
     except Exception as e:  # the store could not be opened or read: one line, not a traceback
         raise CLIError(f"--from-review {url.split('@')[-1]}: cannot read the review store: {e.__class__.__name__}") from e
     if not rows:
-        raise CLIError(f"--from-review: the review store has no decisions to train on"
+        raise CLIError("--from-review: the review store has no decisions to train on"
                        + (f" since {since}" if since else ""))
     path = Path(tempfile.mkdtemp(prefix="tagger-review-")) / "review-decisions.jsonl"
     write_jsonl(rows, path)
