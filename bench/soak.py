@@ -46,7 +46,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, resolve_model_dir
+from tagger.artifacts import MODEL_FILE, copy_version, resolve_model_dir
 from tagger.client import TaggerClient
 from tagger.paths import default_model_root, shared_dir
 
@@ -56,17 +56,16 @@ SHIPPED = resolve_model_dir(default_model_root())
 
 # ------------------------------------------------------------------ model folder
 def publish_copy(root: Path, version: int, *, corrupt: bool = False) -> None:
-    """As publish_model does: write a hidden folder, then rename it into place (tests/test_grpc_reload.py)."""
-    tmp = root / f".tmp-{version}-soak"
-    shutil.copytree(SHIPPED, tmp)
-    manifest = json.loads((tmp / MANIFEST_FILE).read_text(encoding="utf-8"))
-    manifest["version"] = str(version)
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
-    if corrupt:
-        with open(tmp / MODEL_FILE, "r+b") as f:
-            f.seek(1000)
-            f.write(b"\0" * 16)
-    os.rename(tmp, root / str(version))
+    """Publish the shipped model as ``version`` (tagger.artifacts.copy_version); ``corrupt`` flips bytes
+    of the model file before the staged folder is renamed into place."""
+    if not corrupt:
+        copy_version(SHIPPED, root, version)
+        return
+    staged = copy_version(SHIPPED, root.parent / "staging" / root.name, version)
+    with open(staged / MODEL_FILE, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\0" * 16)
+    os.rename(staged, root / str(version))
 
 
 # ------------------------------------------------------------------ processes

@@ -36,7 +36,7 @@ from tagger.taxonomy import Taxonomy, default_taxonomy
 from tagger.text import NORMALIZATION_VERSION
 
 __all__ = [
-    "ArtifactError", "NormalizationMismatch", "LoadedModel", "load_model", "publish_model", "build_manifest", "next_version",
+    "ArtifactError", "NormalizationMismatch", "LoadedModel", "load_model", "publish_model", "copy_version", "build_manifest", "next_version",
     "list_versions", "latest_version_dir", "resolve_model_dir", "sha256_file", "MODEL_FILE", "MANIFEST_FILE",
     "FORMAT",
 ]
@@ -348,6 +348,32 @@ def publish_model(
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)
         os.rename(tmp, final)  # atomic on one filesystem; fails if a racing writer took the number
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def copy_version(src: Path, model_root: Path, version: int) -> Path:
+    """Publish an existing version folder again as ``version`` under ``model_root`` (e.g. to roll a
+    known-good model forward), atomically like :func:`publish_model`: a hidden copy, its manifest's
+    name and version set to the folders it will sit in, then renamed into place. The model file is
+    copied byte for byte, so its sha256 still matches."""
+    model_root = Path(model_root)
+    model_root.mkdir(parents=True, exist_ok=True)
+    final = model_root / str(version)
+    if final.exists():
+        raise ArtifactError(f"{final} already exists; versions are immutable")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_root))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        manifest = _read_manifest(tmp)
+        manifest.update(name=model_root.resolve().name, version=str(version))
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -268,3 +268,13 @@ def test_a_published_version_is_readable_like_any_new_folder_and_named_after_its
     monkeypatch.chdir(tmp_path / "m")
     v2 = publish_model(tiny_model(), Path("."))
     assert load_model(tmp_path / "m" / v2.name).version == "m/2"
+
+
+def test_copy_version_republishes_a_verified_version_under_a_new_number(tmp_path: Path) -> None:
+    src = publish_model(tiny_model(), tmp_path / "m")
+    copied = artifacts.copy_version(src, tmp_path / "other", 7)
+    loaded = load_model(copied)  # name and version follow the new folders; the file hash still matches
+    assert loaded.version == "other/7" and loaded.manifest["sha256"] == _manifest(src)["sha256"]
+    assert not [p for p in (tmp_path / "other").iterdir() if p.name.startswith(".tmp")]
+    with pytest.raises(ArtifactError, match="already exists"):
+        artifacts.copy_version(src, tmp_path / "other", 7)

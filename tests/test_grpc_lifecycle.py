@@ -3,10 +3,7 @@ client load across a model publish and a server shutdown fails no RPC, and respo
 model_version."""
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import socket
 import threading
 import urllib.request
@@ -19,7 +16,7 @@ import pytest
 from serve_process import ClientLoad, ServeProcess
 
 from tagger.client import TaggerClient
-from tagger.artifacts import resolve_model_dir
+from tagger.artifacts import copy_version, resolve_model_dir
 from tagger.paths import default_model_root
 from tagger.tagger import TagOptions
 
@@ -37,11 +34,7 @@ Serve = ServeProcess
 
 
 def publish_copy(root: Path, version: int) -> None:
-    tmp = root / f".tmp-{version}-test"
-    shutil.copytree(root / "1", tmp)
-    manifest = (tmp / "manifest.json").read_text(encoding="utf-8")
-    (tmp / "manifest.json").write_text(manifest.replace('"version": "1"', f'"version": "{version}"'), "utf-8")
-    os.rename(tmp, root / str(version))
+    copy_version(root / "1", root, version)
 
 
 class Load(ClientLoad):
@@ -105,10 +98,7 @@ class Load(ClientLoad):
 def model_root(tmp_path: Path) -> Path:
     root = tmp_path / NAME
     root.mkdir()
-    shipped = resolve_model_dir(default_model_root())
-    shutil.copytree(shipped, root / "1")
-    manifest = json.loads((root / "1" / "manifest.json").read_text(encoding="utf-8"))
-    (root / "1" / "manifest.json").write_text(json.dumps(manifest | {"version": "1"}, indent=2), "utf-8")
+    copy_version(resolve_model_dir(default_model_root()), root, 1)
     return root
 
 

@@ -2,7 +2,6 @@
 the old model keeps serving; half-written (hidden) folders are never read."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, resolve_model_dir
+from tagger.artifacts import MANIFEST_FILE, MODEL_FILE, copy_version, resolve_model_dir
 from tagger.client import TaggerClient
 from tagger.config import ServeConfig
 from tagger.paths import default_model_root
@@ -24,18 +23,15 @@ SHIPPED = resolve_model_dir(default_model_root())
 
 
 def publish_copy(root: Path, version: int, *, corrupt: bool = False) -> Path:
-    """Publish the shipped model as ``version`` the way publish_model does: a hidden folder renamed
-    into place. ``corrupt`` flips bytes of the model file, so its sha256 no longer matches."""
-    tmp = root / f".tmp-{version}-test"
-    shutil.copytree(SHIPPED, tmp)
-    manifest = json.loads((tmp / MANIFEST_FILE).read_text(encoding="utf-8"))
-    manifest["version"] = str(version)
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
-    if corrupt:
-        with open(tmp / MODEL_FILE, "r+b") as f:
-            f.seek(1000)
-            f.write(b"\0" * 16)
-    os.rename(tmp, root / str(version))
+    """Publish the shipped model as ``version`` (tagger.artifacts.copy_version: a hidden folder renamed
+    into place). ``corrupt`` then flips bytes of the model file, so its sha256 no longer matches."""
+    if not corrupt:
+        return copy_version(SHIPPED, root, version)
+    staged = copy_version(SHIPPED, root.parent / "staging" / root.name, version)
+    with open(staged / MODEL_FILE, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\0" * 16)
+    os.rename(staged, root / str(version))  # appears whole, as a publish would
     return root / str(version)
 
 
