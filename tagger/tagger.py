@@ -142,13 +142,18 @@ class Tagger:
     max_chars: int = DEFAULT_MAX_CHARS
     on_too_long: str = "truncate"  # or "reject"
     _index: dict[str, int] = field(init=False, repr=False)
+    _all_allowed: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.on_too_long not in ("truncate", "reject"):
             raise ValueError(f"on_too_long must be 'truncate' or 'reject', got {self.on_too_long!r}")
         if self.max_chars < 1:
             raise ValueError("max_chars must be >= 1")
-        self._index = {t: i for i, t in enumerate(self.loaded.model.topics)}
+        model = self.loaded.model
+        self._index = {t: i for i, t in enumerate(model.topics)}
+        # _choose's mask when options do not restrict topics, made once (a one-document request paid
+        # for building it on every call); never written.
+        self._all_allowed = np.ones(len(model.topics), dtype=np.bool_)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -180,6 +185,8 @@ class Tagger:
         each; memory stays bounded however many are passed). A document's scores do not depend on
         its neighbours, so results are the same one by one or all at once.
         """
+        if len(docs) == 1 and not options.explain:
+            return [self._tag_one(docs[0], options)]
         return [r for scored in self._score(docs, options) for r in self._results(scored, options)]
 
     def tag_lines(self, docs: Sequence[Document], options: TagOptions = TagOptions()) -> list[str]:
@@ -209,23 +216,42 @@ class Tagger:
             yield _Scored(docs[start:start + _CHUNK_DOCS], [t for _, _, t in part], rows, scores,
                           self._choose(scores, options))
 
+    def _tag_one(self, doc: Document, options: TagOptions) -> TagResult:
+        """``tag_many([doc], options)[0]`` without explanations, by the same steps minus the chunk
+        machinery: a server's single-document call paid more for that machinery than for the
+        tagging (tests hold both ways to the same results on the dev set)."""
+        model = self.loaded.model
+        options.validate(model.topics)
+        title, body, truncated = self.check(doc)
+        scores = model.scores_rows(model.featurizer.rows_documents(((title, body),)))
+        [chosen] = self._choose(scores, options)
+        topics = model.topics
+        s = scores[0].tolist()
+        return TagResult(
+            id=doc.id, topics=tuple([TopicScore(topics[j], s[j]) for j in chosen]), scores=dict(zip(topics, s)),
+            dropped_tags=doc.tags, dropped_parts=doc.dropped, model_version=self.loaded.version, truncated=truncated,
+        )
+
     def _choose(self, scores: np.ndarray, options: TagOptions) -> list[list[int]]:
         """Each document's chosen topic indices, best first (ties to the lower index): at or over the
         threshold, among ``options.topics`` if given, the best ``options.top_k`` if given; with none,
         the best if the model's ``empty_fallback`` rule admits it."""
         model = self.loaded.model
         thresholds = (
-            np.full(len(model.topics), float(options.threshold)) if options.threshold is not None else model.thresholds
+            np.full(len(model.topics), float(options.threshold)) if options.threshold is not None
+            else np.ascontiguousarray(model.thresholds, np.float64)  # the model's own array: no copy
         )
-        allowed = np.ones(len(model.topics), dtype=np.bool_)
+        allowed = self._all_allowed
         if options.topics:
-            allowed[:] = False
+            allowed = np.zeros(len(model.topics), dtype=np.bool_)
             allowed[[self._index[t] for t in options.topics]] = True
         # A caller's own flat threshold asks for plain thresholding: the model's fallback is its own rule.
         fallback = model.empty_fallback if options.threshold is None and model.empty_fallback else 0.0
-        flat, ends = choose_topics(scores, np.ascontiguousarray(thresholds, np.float64), allowed,
-                                   -1 if options.top_k is None else options.top_k, fallback)
+        flat, ends = choose_topics(scores, thresholds, allowed, -1 if options.top_k is None else options.top_k,
+                                   fallback)
         flat, ends = flat.tolist(), ends.tolist()
+        if len(ends) == 1:
+            return [flat]
         return [flat[a:b] for a, b in zip([0, *ends], ends)]
 
     def _results(self, scored: _Scored, options: TagOptions) -> list[TagResult]:

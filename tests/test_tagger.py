@@ -146,3 +146,29 @@ def test_an_empty_answer_falls_back_to_the_best_topic_near_its_threshold(tmp_pat
     assert tagger.tag(doc, TagOptions(top_k=0)).topics == ()
     assert tagger.tag_lines([doc]) == [tagger.tag(doc).to_json_line()]
     assert Tagger(load_model(publish_model(model(0.7), tmp_path / "c"))).tag(doc).topics == ()  # 0.67 < 0.7
+
+
+@pytest.mark.parametrize("opts", [
+    TagOptions(), TagOptions(threshold=0.2), TagOptions(top_k=1), TagOptions(threshold=0.05, top_k=3),
+    TagOptions(topics=("politics", "economy", "security")), TagOptions(top_k=0),
+], ids=["default", "threshold", "top_k", "threshold+top_k", "topics", "top_k=0"])
+def test_one_document_alone_equals_it_inside_a_batch_on_the_dev_set(shared_dir: Path, loaded: LoadedModel,
+                                                                     opts: TagOptions) -> None:
+    """A single document takes Tagger._tag_one (what a server's Tag call runs); inside a batch it takes
+    the chunk path. Same TagResult, scores bit for bit, on every dev article and each kind of option."""
+    import json
+
+    from tagger.document import from_fields
+
+    tagger = Tagger(loaded, max_chars=1_500)  # some dev articles are longer: the truncated flag too
+    with open(shared_dir / "gold/dev.jsonl", encoding="utf-8") as f:
+        docs = [from_fields(id=a["id"], title=a["title"], text=a["text"]) for a in map(json.loads, f)]
+    batch = tagger.tag_many(docs, opts)
+    alone = [tagger.tag_many([d], opts)[0] for d in docs]
+    assert len(alone) == len(docs) == 300
+    assert alone == batch  # dataclass equality: every float compared exactly
+    assert [tagger.tag(d, opts) for d in docs[:20]] == batch[:20]
+    assert any(r.truncated for r in alone) and any(not r.truncated for r in alone)
+    assert all(t.topic in opts.topics for r in alone for t in r.topics) if opts.topics else True
+    if opts == TagOptions():  # the model's empty-answer fallback is part of the default path
+        assert loaded.model.empty_fallback
