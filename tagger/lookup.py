@@ -18,7 +18,8 @@ from typing import Final
 import numpy as np
 
 from tagger.kernels import (
-    KEY_BYTES, MISSING, ONE_BY_ONE, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_keys,
+    HOLD_GIL_UP_TO, KEY_BYTES, MISSING, ONE_BY_ONE, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_ids_held,
+    word_keys,
 )
 
 __all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds", "padded"]
@@ -156,8 +157,8 @@ class WordIds:
             raise ValueError("seg_ends must be 1-d")  # the rest word_ids checks, compiled
         buf = buf64.view(np.uint8)
         with self._lock:
-            out, starts, lengths, counts = word_ids(buf, buf64, n, seg_ends, _IN_WORD, self._table.slots,
-                                                    self._table.shift)
+            split = word_ids_held if n <= HOLD_GIL_UP_TO else word_ids
+            out, starts, lengths, counts = split(buf, buf64, n, seg_ends, _IN_WORD, self._table.slots, self._table.shift)
             unknown = (out < 0).nonzero()[0]
             if unknown.size:
                 self._learn(buf, buf64, out, starts, lengths, unknown)

@@ -154,3 +154,49 @@ def test_a_dropped_model_is_freed_without_the_garbage_collector() -> None:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def test_the_gil_holding_builds_compute_what_the_releasing_builds_compute(shared_dir, loaded) -> None:
+    """Small inputs (a server's one document) run each loop's ``*_held`` build, which keeps the GIL;
+    batch chunks run the build that releases it. Same code, so the same bits: checked on the
+    outputs of every stage for dev articles, one at a time and as one chunk."""
+    import json
+
+    import tagger.kernels as k
+    from tagger.lookup import _IN_WORD
+    from tagger.text import WORD_UNITS, document_units
+
+    assert all(not getattr(k, f"{n}_held").targetoptions["nogil"] and getattr(k, n).targetoptions["nogil"]
+               for n in ("word_ids", "fold_words", "tfidf_rows", "rows_dot", "choose_topics"))
+    model = loaded.model
+    feat = model.featurizer
+    with open(shared_dir / "gold/dev.jsonl", encoding="utf-8") as f:
+        articles = [json.loads(line) for _, line in zip(range(60), f)]
+    groups = [[a] for a in articles[:40]] + [articles]
+    for group in groups:
+        units = b"".join(document_units(a["title"], a["text"]) for a in group)
+        ends = np.cumsum([len(document_units(a["title"], a["text"])) // 2 for a in group]).astype(np.int64)
+        text = np.frombuffer(units, np.uint16)
+        folded = k.fold_words(text, ends, WORD_UNITS)
+        for a, b in zip(folded, k.fold_words_held(text, ends, WORD_UNITS)):
+            np.testing.assert_array_equal(a, b)
+        ids, lengths = feat._word_ids.ids_buffer(*folded[:3])
+        buf64, n, seg_ends = folded[:3]
+        table = feat._word_ids._table
+
+        for a, b in zip(k.word_ids(buf64.view(np.uint8), buf64, n, seg_ends, _IN_WORD, table.slots, table.shift),
+                        k.word_ids_held(buf64.view(np.uint8), buf64, n, seg_ends, _IN_WORD, table.slots, table.shift)):
+            np.testing.assert_array_equal(a, b)
+        big = feat._bigrams
+        counts = np.zeros(feat.n_features + 1, np.int32)
+        args = (ids, lengths, feat.n_features, big.slots, big.shift, big.value_bits, feat.idf_, counts)
+        rows = k.tfidf_rows(*args)
+        for a, b in zip(rows, k.tfidf_rows_held(*args)):
+            np.testing.assert_array_equal(a, b)
+        assert not counts.any()
+        dot = k.rows_dot(*rows, model.coef)
+        np.testing.assert_array_equal(dot, k.rows_dot_held(*rows, model.coef))
+        allowed = np.ones(len(model.topics), np.bool_)
+        for a, b in zip(k.choose_topics(dot, model.thresholds, allowed, -1, 0.7),
+                        k.choose_topics_held(dot, model.thresholds, allowed, -1, 0.7)):
+            np.testing.assert_array_equal(a, b)
