@@ -80,6 +80,7 @@ _CHUNK = 64
 _BIG_REQUEST = 8 << 20
 _OK = grpc.StatusCode.OK
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
+_NO_OPTIONS = TagOptions()  # what an empty pb.TagOptions converts to (options_from_pb), valid for every model
 
 
 class _Fail(Exception):
@@ -157,6 +158,8 @@ class TopicTaggerServicer:
 
     @staticmethod
     def _options(tagger: Tagger, options: pb.TagOptions) -> tuple[TagOptions, bool]:
+        if not options.ListFields():  # no option set (most requests): nothing to convert or check
+            return _NO_OPTIONS, False
         opts, include_scores = options_from_pb(options)
         try:
             opts.validate(tagger.topics)
