@@ -157,8 +157,13 @@ def offline_rate(docs: list[pb.Document]) -> float:
 
 
 def start_server(cmd: list[str]) -> tuple[subprocess.Popen, int]:
-    """Start a server subprocess; its "ready" line (stdout for the baseline, log for tagger) gives the port."""
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """Start a server subprocess; its "ready" line (stdout for the baseline, log for tagger) gives the port.
+    An argument "@DIR" runs the command in checkout DIR, with DIR first on the Python path."""
+    checkout = next((Path(a[1:]) for a in cmd if a.startswith("@")), None)
+    cmd = [a for a in cmd if not a.startswith("@")]
+    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(checkout)}
+    proc = subprocess.Popen(cmd, cwd=checkout or REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         m = re.search(r"ready (\d+)|ready: .* on [^ ]*:(\d+)", line)
@@ -314,10 +319,14 @@ def main() -> int:
     parser.add_argument("--no-coalesce-column", action="store_true",
                         help="add tagger columns with --no-coalesce (single documents tagged one at a time)")
     parser.add_argument("--threads", type=int, default=16, help="RPC threads per echo process (the issue's 16)")
-    parser.add_argument("--tag-threads", type=int, default=None,
-                        help="tagger serve --threads (default: tagger's own default)")
+    parser.add_argument("--tag-threads", default="",
+                        help="tagger serve --threads values, comma-separated, one column each (default: tagger's "
+                             "own default)")
     parser.add_argument("--echo-at-tag-threads", action="store_true",
-                        help="add echo columns with --tag-threads threads too (a like-for-like ceiling)")
+                        help="add echo columns with each --tag-threads value too (a like-for-like ceiling)")
+    parser.add_argument("--compare-checkout", type=Path, default=None,
+                        help="also measure tagger from another checkout of this repository (say, an export of "
+                             "main), with its own code and model, in the same rounds")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure every server this many times, in rounds (the table shows each server's "
                              "median Tag max run, and every round's ratio to echo)")
@@ -329,12 +338,14 @@ def main() -> int:
     offline = offline_rate(docs)
     plain = Security()
     threads = ["--threads", str(args.threads)]
-    tag_threads = [] if args.tag_threads is None else ["--threads", str(args.tag_threads)]
+    default_threads = ServeConfig().threads
+    # (column suffix, tagger serve arguments) for each thread count asked for; the default has no suffix.
+    tag_threads = [("" if t == default_threads else f" t{t}", ["--threads", str(t)])
+                   for t in map(int, filter(None, args.tag_threads.split(",")))] or [("", [])]
     echo_threads = [("", threads)]
     if args.echo_at_tag_threads:
-        same = args.tag_threads if args.tag_threads is not None else ServeConfig().threads
-        if same != args.threads:
-            echo_threads.append((f" t{same}", ["--threads", str(same)]))
+        echo_threads += [(f" t{t}", ["--threads", str(t)]) for t in
+                         sorted({int(a[1]) for _, a in tag_threads if a} - {args.threads})]
     servers: list[tuple[str, list[str], Security]] = [] if args.no_baseline else [
         ("naive sklearn", [sys.executable, "bench/naive_server.py", "--train-docs", str(args.baseline_train_docs)],
          plain)]
@@ -342,10 +353,15 @@ def main() -> int:
     if not args.no_echo:
         servers += [(f"echo -w2{suffix}", [sys.executable, "bench/echo_server.py", "--workers", "2", *t], plain)
                     for suffix, t in echo_threads]
-    servers += [(f"tagger -w{w}", [*TAGGER, "--workers", w, *tag_threads], plain) for w in workers]
+    # The other checkout's tagger runs with that checkout on its path (a "@" in the command, see start_server).
+    other = [] if args.compare_checkout is None else [(f" ({args.compare_checkout.name})", ["@" + str(
+        args.compare_checkout.resolve())])]
+    variants = [(suffix, t) for suffix, t in tag_threads] + other
+    servers += [(f"tagger -w{w}{suffix}", [*TAGGER, "--workers", w, *t], plain) for w in workers
+                for suffix, t in variants]
     if args.no_coalesce_column:
-        servers += [(f"tagger -w{w} no-coalesce", [*TAGGER, "--workers", w, *tag_threads, "--no-coalesce"], plain)
-                    for w in workers]
+        servers += [(f"tagger -w{w}{suffix} no-coalesce", [*TAGGER, "--workers", w, *t, "--no-coalesce"], plain)
+                    for w in workers for suffix, t in tag_threads]
     with tempfile.TemporaryDirectory(prefix="grpc-load-") as tmp:
         if args.secure:
             ca = Authority(Path(tmp), "bench-ca")
@@ -356,8 +372,9 @@ def main() -> int:
             if not args.no_echo:
                 servers += [(f"echo -w2{suffix} TLS", [sys.executable, "bench/echo_server.py", "--workers", "2", *t,
                                                        *tls], Security(ca.pem)) for suffix, t in echo_threads]
-            servers += [(f"tagger -w{w} TLS+token", [*TAGGER, "--workers", w, *tag_threads, *tls, "--token-file",
-                                                      str(tokens)], Security(ca.pem, TOKEN)) for w in workers]
+            servers += [(f"tagger -w{w}{suffix} TLS+token", [*TAGGER, "--workers", w, *t, *tls, "--token-file",
+                                                               str(tokens)], Security(ca.pem, TOKEN))
+                        for w in workers for suffix, t in variants]
         rounds: dict[str, list[list[Run]]] = {name: [] for name, _, _ in servers}
         others: dict[str, float] = {}
         secure_of: dict[str, bool] = {}
@@ -389,8 +406,12 @@ def main() -> int:
     print(f"{'':<30}" + "".join(f"{n:>{width}}" for n in names))
     # The reference echo of each security: the one with --threads (the issue's 16); "same threads" is the echo
     # with tagger's thread count, when --echo-at-tag-threads added it.
+    def threads_of(n: str) -> int:
+        m = re.search(r" t(\d+)", n)
+        return int(m.group(1)) if m else args.threads if n.startswith("echo") else default_threads
+
     echo = {secure: n for n, secure in secure_of.items() if n.startswith("echo") and " t" not in n}
-    same = {secure: n for n, secure in secure_of.items() if n.startswith("echo") and " t" in n}
+    same = {(secure, threads_of(n)): n for n, secure in secure_of.items() if n.startswith("echo")}
     for row in range(len(next(iter(results.values())))):
         label = results[names[0]][row].label
         is_batch = label.startswith("TagBatch")
@@ -412,11 +433,15 @@ def main() -> int:
             print(f"{'  server CPU per call':<30}" + "".join(
                 f"{f'{results[n][0].cpu_per_call_us:,.0f} us':>{width}}" for n in names))
         if row == 0:
-            for title, ref in (("  vs echo (same security)", echo), ("  vs echo at tagger's threads", same)):
-                if ref:
-                    print(f"{title:<30}" + "".join(
-                        f"{(f'{results[n][0].rate / results[ref[secure_of[n]]][0].rate:.0%}' if secure_of[n] in ref else '-'):>{width}}"
-                        for n in names))
+            def ratio(n: str, ref: str | None) -> str:
+                return f"{results[n][0].rate / results[ref][0].rate:.0%}" if ref else "-"
+
+            if echo:
+                print(f"{'  vs echo (same security)':<30}" + "".join(
+                    f"{ratio(n, echo.get(secure_of[n])):>{width}}" for n in names))
+            if len(same) > len(echo):  # echo columns at other thread counts: compare like with like too
+                print(f"{'  vs echo, same threads':<30}" + "".join(
+                    f"{ratio(n, same.get((secure_of[n], threads_of(n)))):>{width}}" for n in names))
             if args.repeat > 1 and echo:
                 # Rounds are paired: each round measures every server once, minutes apart at most.
                 def each_round(n: str) -> str:
