@@ -229,7 +229,7 @@ class TfidfFeaturizer:
         fold = fold_words_held if units_array.shape[0] <= HOLD_GIL_UP_TO else fold_words
         buf64, n, seg_ends, outside = fold(units_array, ends, WORD_UNITS)
         ids, lengths = self._word_ids.ids_buffer(buf64, n, seg_ends)
-        slow = outside.nonzero()[0].tolist() if outside.any() else ()
+        slow = ((0,) if outside[0] else ()) if len(docs) == 1 else outside.nonzero()[0].tolist()
         if slow:
             parts = np.split(ids, np.cumsum(lengths)[:-1])
             for i in slow:

@@ -281,8 +281,7 @@ class TopicTaggerServicer:
         def finish(context: grpc.ServicerContext, start: float, code: grpc.StatusCode, docs: int) -> None:
             if code is _OK and not context.is_active():
                 code, docs = _gone_code(context), 0
-            metrics.inflight.dec()
-            metrics.observe(method, code, time.perf_counter() - start, docs)
+            metrics.finished(method, code, time.perf_counter() - start, docs)
 
         def abort(context: grpc.ServicerContext, e: Exception) -> NoReturn:
             if isinstance(e, _Fail):
@@ -296,7 +295,7 @@ class TopicTaggerServicer:
             @functools.wraps(fn)
             def stream_handler(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
                 start, code, docs = time.perf_counter(), _OK, 0
-                metrics.inflight.inc()
+                metrics.started()
                 try:
                     for response in fn(requests, context):
                         docs += 1
@@ -315,7 +314,7 @@ class TopicTaggerServicer:
         @functools.wraps(fn)
         def unary_handler(request: Any, context: grpc.ServicerContext) -> Any:
             start, code, docs = time.perf_counter(), _OK, 0
-            metrics.inflight.inc()
+            metrics.started()
             try:
                 response = fn(request, context)
                 docs = _documents_in(method, response)
@@ -461,6 +460,7 @@ class TaggerServer:
             raise OSError(f"cannot listen on {address}")
         server.start()
         self._server = server
+        self.metrics.start_flushing()
         if cfg.health_port:
             self._health_server = self._start_health_port()
         if self._serve_metrics and cfg.metrics_port:
@@ -536,6 +536,7 @@ class TaggerServer:
             self.servicer.sampler.store.close()
         if self._health_server is not None:
             self._health_server.stop(0).wait()
+        self.metrics.stop_flushing()  # the last calls' metrics, before this worker's files are left behind
         self.lanes.shutdown()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
