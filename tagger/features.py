@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from tagger.kernels import (
-    HOLD_GIL_UP_TO, KEY_BYTES, fold_words, fold_words_held, stem_spans, tfidf_rows, tfidf_rows_held, word_keys,
-)
+from tagger.kernels import KEY_BYTES, fold_words, stem_spans, tfidf_rows, word_keys
 from tagger.lookup import IntMap, PairHashTable, WordIds, padded
 if TYPE_CHECKING:  # scipy is a training dependency: serving scores Rows, never a scipy matrix
     import scipy.sparse as sp
@@ -225,9 +223,7 @@ class TfidfFeaturizer:
             ends = np.fromiter(map(len, units), np.int64, len(units))
             np.cumsum(ends, out=ends)
             ends //= 2
-        units_array = np.frombuffer(text, np.uint16)
-        fold = fold_words_held if units_array.shape[0] <= HOLD_GIL_UP_TO else fold_words
-        buf64, n, seg_ends, outside = fold(units_array, ends, WORD_UNITS)
+        buf64, n, seg_ends, outside = fold_words(np.frombuffer(text, np.uint16), ends, WORD_UNITS)
         ids, lengths = self._word_ids.ids_buffer(buf64, n, seg_ends)
         slow = ((0,) if outside[0] else ()) if len(docs) == 1 else outside.nonzero()[0].tolist()
         if slow:
@@ -257,10 +253,8 @@ class TfidfFeaturizer:
         if counts is None:  # per thread: the kernel releases the GIL
             counts = scratch["counts"] = np.zeros(self._n + 1, np.int32)
         bigrams = self._bigrams
-        ids = np.ascontiguousarray(ids, np.int64)
-        rows = tfidf_rows_held if ids.shape[0] <= HOLD_GIL_UP_TO else tfidf_rows
-        indptr, cols, vals = rows(ids, np.ascontiguousarray(lengths, np.int64), self._n, bigrams.slots, bigrams.shift,
-                                  bigrams.value_bits, self.idf_, counts)
+        indptr, cols, vals = tfidf_rows(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(lengths, np.int64),
+                                        self._n, bigrams.slots, bigrams.shift, bigrams.value_bits, self.idf_, counts)
         return Rows(indptr, cols, vals, self._n)
 
 

@@ -13,7 +13,6 @@ stale in the cache. ``fastmath`` stays off: sums run in IEEE order, as written.
 """
 from __future__ import annotations
 
-import types
 from typing import Final
 
 import numpy as np
@@ -21,8 +20,7 @@ from numba import njit
 
 __all__ = [
     "KEY_BYTES", "PAD_WORDS", "DELETED", "OUTSIDE", "MISSING", "ONE_BY_ONE", "pair_get", "pair_put", "int_get", "int_put",
-    "word_ids", "word_keys", "stem_spans", "fold_words", "tfidf_rows", "rows_dot", "choose_topics", "HOLD_GIL_UP_TO",
-    "word_ids_held", "fold_words_held", "tfidf_rows_held", "rows_dot_held", "choose_topics_held",
+    "word_ids", "word_keys", "stem_spans", "fold_words", "tfidf_rows", "rows_dot", "choose_topics",
 ]
 
 _MIX1: Final = np.uint64(0x9E3779B97F4A7C15)
@@ -38,35 +36,14 @@ ONE_BY_ONE: Final = -2
 _LOG_TF: Final = np.concatenate(([0.0], np.log(np.arange(1, 1024, dtype=np.float64)) + 1.0))
 
 
-def _compiled(fn, nogil: bool = True):
+def _compiled(fn):
     """``njit`` with numba's on-disk cache where it can write one (next to this file, or the user's
     cache folder); on a read-only install with no writable home, compiled once per process instead
     of failing at import."""
     try:
-        return njit(cache=True, nogil=nogil)(fn)
+        return njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(cache=False, nogil=nogil)(fn)
-
-
-#: Inputs up to this many elements (text units, bytes, words, non-zeros or rows: the array a loop
-#: walks) go to a loop's ``*_held`` build, which keeps the GIL: a server's one-document request.
-#: Releasing the GIL for a loop of a few microseconds cost more than the loop under load: the
-#: thread then queued behind a dozen others to take the GIL back (measured in a worker under the
-#: bench's load, five loops cost ~100 us of CPU per request, against ~25 us in a quiet process).
-#: Larger inputs (batch chunks) run for long enough that letting other threads run meanwhile pays.
-HOLD_GIL_UP_TO: Final = 1 << 14
-
-
-def _held(dispatcher):
-    """The same loop compiled to keep the GIL while it runs (see HOLD_GIL_UP_TO): a copy of the
-    function under another name, because numba's cache files are named after the function and its
-    index does not tell the two builds apart."""
-    fn = dispatcher.py_func
-    name = f"{fn.__name__}_held"
-    twin = types.FunctionType(fn.__code__.replace(co_name=name), fn.__globals__, name, fn.__defaults__,
-                              fn.__closure__)
-    twin.__qualname__, twin.__doc__, twin.__module__ = name, fn.__doc__, fn.__module__
-    return _compiled(twin, nogil=False)
+        return njit(cache=False, nogil=True)(fn)
 
 
 # ------------------------------------------------------------------------- hash table
@@ -427,10 +404,3 @@ def choose_topics(scores: np.ndarray, thresholds: np.ndarray, allowed: np.ndarra
         ends[r] = o
     return flat[:o], ends
 
-
-# The builds that keep the GIL, for small inputs (HOLD_GIL_UP_TO).
-word_ids_held = _held(word_ids)
-fold_words_held = _held(fold_words)
-tfidf_rows_held = _held(tfidf_rows)
-rows_dot_held = _held(rows_dot)
-choose_topics_held = _held(choose_topics)

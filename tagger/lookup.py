@@ -18,8 +18,7 @@ from typing import Final
 import numpy as np
 
 from tagger.kernels import (
-    HOLD_GIL_UP_TO, KEY_BYTES, MISSING, ONE_BY_ONE, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_ids_held,
-    word_keys,
+    KEY_BYTES, MISSING, ONE_BY_ONE, PAD_WORDS, int_get, int_put, pair_get, pair_put, word_ids, word_keys,
 )
 
 __all__ = ["KEY_BYTES", "IntMap", "PairHashTable", "WordIds", "padded"]
@@ -157,8 +156,8 @@ class WordIds:
             raise ValueError("seg_ends must be 1-d")  # the rest word_ids checks, compiled
         buf = buf64.view(np.uint8)
         with self._lock:
-            split = word_ids_held if n <= HOLD_GIL_UP_TO else word_ids
-            out, starts, lengths, counts = split(buf, buf64, n, seg_ends, _IN_WORD, self._table.slots, self._table.shift)
+            out, starts, lengths, counts = word_ids(buf, buf64, n, seg_ends, _IN_WORD, self._table.slots,
+                                                    self._table.shift)
             unknown = (out < 0).nonzero()[0]
             if unknown.size:
                 self._learn(buf, buf64, out, starts, lengths, unknown)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tagger.features import NotFittedError, Rows, TfidfFeaturizer
-from tagger.kernels import HOLD_GIL_UP_TO, rows_dot, rows_dot_held
+from tagger.kernels import rows_dot
 from tagger.text import analyze
 
 __all__ = ["TopicModel", "Evidence", "NotFittedError"]
@@ -79,8 +79,7 @@ class TopicModel:
         features in order, so a document scores exactly the same alone (a server request) as
         inside a batch chunk (a test holds it to that).
         """
-        dot = rows_dot_held if rows.indices.shape[0] <= HOLD_GIL_UP_TO else rows_dot
-        out = dot(rows.indptr, rows.indices, rows.data, self.coef)
+        out = rows_dot(rows.indptr, rows.indices, rows.data, self.coef)
         out += self.intercept
         np.negative(out, out=out)
         np.exp(out, out=out)

@@ -14,7 +14,7 @@ from tagger.artifacts import LoadedModel
 from tagger.config import DEFAULT_MAX_CHARS
 from tagger.document import Document
 from tagger.features import Rows
-from tagger.kernels import HOLD_GIL_UP_TO, choose_topics, choose_topics_held
+from tagger.kernels import choose_topics
 from tagger.model import Evidence
 from tagger.taxonomy import UnknownTopicError
 
@@ -247,8 +247,8 @@ class Tagger:
             allowed[[self._index[t] for t in options.topics]] = True
         # A caller's own flat threshold asks for plain thresholding: the model's fallback is its own rule.
         fallback = model.empty_fallback if options.threshold is None and model.empty_fallback else 0.0
-        choose = choose_topics_held if scores.size <= HOLD_GIL_UP_TO else choose_topics
-        flat, ends = choose(scores, thresholds, allowed, -1 if options.top_k is None else options.top_k, fallback)
+        flat, ends = choose_topics(scores, thresholds, allowed, -1 if options.top_k is None else options.top_k,
+                                   fallback)
         flat, ends = flat.tolist(), ends.tolist()
         if len(ends) == 1:
             return [flat]
