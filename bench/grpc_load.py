@@ -4,6 +4,10 @@ one side-by-side table.
     python bench/grpc_load.py                      # about 3 minutes on 2 cores
     python bench/grpc_load.py --duration 3 --rates 200,400
     python bench/grpc_load.py --no-baseline --workers 2 --secure --rates "" --no-batch   # the echo ratio only
+    # docs/performance-serving.md's table (~9 minutes): 3 rounds, thread counts, coalescing, and main's tagger
+    git archive main | (mkdir -p /tmp/main && tar -x -C /tmp/main)
+    python bench/grpc_load.py --no-baseline --workers 2 --secure --rates 400 --duration 5 --no-batch --repeat 3 \
+        --tag-threads 16,4 --echo-at-tag-threads --no-coalesce-column --compare-checkout /tmp/main
 
 ``echo`` (bench/echo_server.py) is the transport's ceiling: the same Tag method with a fixed
 pre-serialised reply, the same threads, SO_REUSEPORT, 2 processes. The "vs echo" row divides each
