@@ -6,9 +6,11 @@ Two kinds of input, told apart line by line:
   ``tagger tag`` reads them) are tagged here with the current model (:class:`tagger.tagger.Tagger`,
   with evidence);
 - **batch output** lines (``tagger tag --output`` writes ``{"id", "topics", "scores", "dropped_tags",
-  "model_version"}``, no text) keep the batch's prediction and get their article from the batch's own
-  input, given with ``--join`` and joined by id (the same reader, so the editor sees the text the
-  model tagged).
+  "model_version"}``) keep the batch's prediction. Their article is the one the batch kept in the line
+  (``tagger tag --keep title,text,url``: one file, read once — the fast way) or, for output made
+  without ``--keep``, the batch's own input given with ``--join`` and joined by id. Either way the
+  article is built by the reader the batch used (:func:`tagger.readers.parse_record`), so the editor
+  sees the text the model tagged.
 
 Every record ends up added, a duplicate of an id already queued, or a reject with a reason — none
 is dropped silently.
@@ -16,13 +18,12 @@ is dropped silently.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tagger.artifacts import LoadedModel
 from tagger.document import Document
-from tagger.io import JSONProblem, loads_json
-from tagger.readers import Chunk, Fields, Reject, check_csv_columns, iter_chunks, resolve_inputs, to_document
+from tagger.readers import Chunk, Fields, Reject, check_csv_columns, iter_chunks, parse_record, resolve_inputs
 from tagger.review.queue import QueueBuilder, Record
 from tagger.review.store import Store
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
@@ -61,42 +62,22 @@ def _extras(obj: Any) -> dict[str, str]:
     return {k: obj[k] for k in _EXTRA_FIELDS if isinstance(obj.get(k), str)}
 
 
-def _mapping(chunk: Chunk, i: int) -> Any:
-    """The record as a JSON object / CSV dict, or None (pages; lines that do not parse)."""
-    data = chunk.data[i]
-    if chunk.kind == "json":
-        try:
-            return loads_json(data.decode("utf-8"))
-        except (UnicodeDecodeError, JSONProblem):
-            return None
-    if chunk.kind == "item":
-        return data if isinstance(data, Mapping) else None
-    if chunk.kind == "csv" and not isinstance(data, Exception):
-        header, row = data
-        return dict(zip(header, row))
-    return None
+def _is_batch_line(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and _BATCH_KEYS <= obj.keys() and isinstance(obj.get("scores"), Mapping)
 
 
-def _is_batch_line(obj: Any, fields: Fields) -> bool:
-    return (isinstance(obj, Mapping) and _BATCH_KEYS <= obj.keys() and isinstance(obj.get("scores"), Mapping)
-            and not any(obj.get(k) for k in (fields.text, fields.raw, fields.title)))
-
-
-def _records(paths: Sequence[str], fields: Fields, fmt: str | None) -> Iterator[tuple[Chunk, int, Any, Any]]:
-    """(chunk, index, parsed mapping or None, Document/Reject) for every record of the inputs, in order."""
+def _records(paths: Sequence[str], fields: Fields, fmt: str | None,
+             ) -> Iterator[tuple[Chunk, int, Mapping[str, Any] | None, Document | Reject]]:
+    """(chunk, index, the record's fields or None, its Document/Reject) for every record of the inputs,
+    in order; each record is parsed once (:func:`tagger.readers.parse_record`)."""
     specs = resolve_inputs(list(paths), fmt)
     for s in specs:
         check_csv_columns(s, fields)
     for n, spec in enumerate(specs):
         for chunk in iter_chunks(spec, n, size=512):
             for i, (line, data, default_id) in enumerate(zip(chunk.lines, chunk.data, chunk.ids)):
-                obj = _mapping(chunk, i)
-                if _is_batch_line(obj, fields):
-                    yield chunk, i, obj, None
-                elif isinstance(obj, Mapping):  # already parsed: build the Document from it, not from the bytes again
-                    yield chunk, i, obj, to_document("item", chunk.source, line, obj, default_id, fields)
-                else:
-                    yield chunk, i, obj, to_document(chunk.kind, chunk.source, line, data, default_id, fields)
+                obj, doc = parse_record(chunk.kind, chunk.source, line, data, default_id, fields)
+                yield chunk, i, obj, doc
 
 
 def _join_index(paths: Sequence[str], fields: Fields, fmt: str | None) -> dict[str, _Article]:
@@ -205,17 +186,25 @@ def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, joi
     for chunk, i, obj, doc in _records(paths, fields, fmt):
         stats.read += 1
         line = chunk.lines[i]
-        if doc is None:  # a batch output line
+        if _is_batch_line(obj):
+            assert obj is not None
             problem = _bad_batch_line(obj, known_topics)
             doc_id = str(obj["id"])
-            article = index.get(doc_id)
             if problem:
                 reject(Reject(chunk.source, line, doc_id, "invalid_field", f"batch output line: {problem}"))
                 continue
-            if article is None:
+            if isinstance(doc, Document):  # the article kept in the line (tagger tag --keep title,text)
+                article = _Article(doc, _extras(obj))
+            elif doc_id in index:
+                article = index[doc_id]
+            elif isinstance(doc, Reject) and doc.reason != "missing_text":  # kept fields that are not an article
+                reject(replace(doc, detail=f"batch output line: {doc.detail}"))
+                continue
+            else:
                 reject(Reject(chunk.source, line, doc_id, "missing_text",
-                              f"batch output line for {doc_id!r} carries no text, and no --join input has that id "
-                              "(give the batch's input files with --join)"))
+                              f"batch output line for {doc_id!r} carries no text"
+                              f"{', and no --join input has that id' if join else ''}: make batch output with "
+                              "`tagger tag --keep title,text` (or give the batch's input files with --join)"))
                 continue
             record: Record | _Article = _batch_record(obj, article)
         elif isinstance(doc, Reject):
