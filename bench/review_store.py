@@ -32,6 +32,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -157,6 +158,7 @@ def main() -> int:
             out = tmp_path / f"day.{path}.jsonl"
             batch = run_batch(BatchConfig(inputs=(str(src),), output=out, keep=keep), loaded)
             outputs[path] = (out, join, batch.docs_per_second)
+        outputs["keep_w1"] = outputs["keep"]
 
         for backend in backends:
             row: dict = {"backend": backend}
@@ -169,10 +171,11 @@ def main() -> int:
                     print(f"{backend} {n:>9,} items: next p95 {row[label]['next_p95']:.2f} ms, "
                           f"decision p95 {row[label]['dec_p95']:.2f} ms (filled in {row[f'{label}_fill_s']:.0f} s)",
                           file=sys.stderr)
+            assert threading.active_count() == 1, "a thread is running: import --workers 1 would run inline"
             for path, (out, join, batch_rate) in outputs.items():
                 with Store(url_for(backend, f"imp{path}"), topics=loaded.model.topics) as store:
                     t0, c0 = time.perf_counter(), time.process_time()
-                    imp = import_files(store, loaded, [str(out)], join=join)
+                    imp = import_files(store, loaded, [str(out)], join=join, workers=1 if path == "keep_w1" else 0)
                     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
                 assert imp.added == args.import_lines and imp.rejected == 0, imp.summary()
                 row[f"import_{path}"] = {"rate": imp.read / secs, "s": secs, "cpu_rate": imp.read / cpu,
@@ -198,11 +201,12 @@ def main() -> int:
                   f"{s['dec_p50']:.2f} / {s['dec_p95']:.2f} | {ratio} |")
     print()
     print("| backend | batch output imported | import lines/s | import seconds | lines per CPU-second of the "
-          "importing process | `tagger tag --output` lines/s making it | import vs join path |")
+          "importing process (workers not counted) | `tagger tag --output` lines/s making it | import vs join path |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in results:
         for path, label in (("join", "without --keep, + --join input (old path)"),
-                            ("keep", f"--keep {','.join(KEEP)} (one file)")):
+                            ("keep", f"--keep {','.join(KEEP)} (one file)"),
+                            ("keep_w1", "the same, import --workers 1 (a worker prepares, this process writes)")):
             s = r[f"import_{path}"]
             print(f"| {r['backend']} | {label} | {s['rate']:,.0f} | {s['s']:.1f} | {s['cpu_rate']:,.0f} | "
                   f"{s['batch_rate']:,.0f} | {s['rate'] / r['import_join']['rate']:.2f}x |")

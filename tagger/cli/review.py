@@ -66,6 +66,9 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="the input files a batch output made without --keep was made from; its lines take their "
                         "article by id from here")
     i.add_argument("--rejects", type=Path, default=None, help="write rejected records here as JSONL")
+    i.add_argument("--workers", "-j", type=int, default=0,
+                   help="worker processes that read and prepare records while this one writes to the database "
+                        "(default: 0, all in this process)")
     for name in ("id", "title", "text", "raw", "tags"):
         i.add_argument(f"--{name}-field", default=name, help=f"field with the document's {name} (default: {name})")
 
@@ -122,12 +125,14 @@ def _import(args: argparse.Namespace) -> int:
     from tagger.readers import Fields
     from tagger.review.importer import import_files
 
+    if args.workers < 0:
+        raise CLIError("--workers must be >= 0")
     loaded = load(args)
     fields = Fields(id=args.id_field, title=args.title_field, text=args.text_field, raw=args.raw_field,
                     tags=args.tags_field)
     with _store(args, topics=loaded.model.topics) as store:
         try:
-            stats = import_files(store, loaded, args.files, join=args.join, fields=fields)
+            stats = import_files(store, loaded, args.files, join=args.join, fields=fields, workers=args.workers)
         except InputError as e:
             raise CLIError(str(e)) from e
     if args.rejects is not None:

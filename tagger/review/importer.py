@@ -18,6 +18,10 @@ is dropped silently.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+import multiprocessing as mp
+import signal
+import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,7 +30,7 @@ from tagger.artifacts import LoadedModel
 from tagger.document import Document
 from tagger.readers import Chunk, Fields, Reject, check_csv_columns, iter_chunks, parse_record, resolve_inputs
 from tagger.review.queue import QueueBuilder, Record
-from tagger.review.store import Store
+from tagger.review.store import EncodedItems, Store, encode_items
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
 
 __all__ = ["ImportStats", "import_files", "records_from_results"]
@@ -142,43 +146,149 @@ def _bad_batch_line(obj: Mapping[str, Any], topics: frozenset[str]) -> str | Non
     return None
 
 
-def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, join: Sequence[str] = (),
-                 fields: Fields = _DEFAULT_FIELDS, fmt: str | None = None, batch_size: int = 2000) -> ImportStats:
-    """Queue every record of ``paths`` (see the module doc). Raises :class:`tagger.io.InputError` for an
-    input that cannot be read at all; a bad record becomes a reject in the returned stats."""
-    tagger = Tagger(loaded, on_too_long="truncate")
-    builder = QueueBuilder.for_model(loaded)
-    known_topics = frozenset(tagger.topics)
-    index = _join_index(join, fields, fmt) if join else {}
-    stats = ImportStats()
-    pending: list[Record] = []
-    to_tag: list[_Article] = []
+def _twice(source: str, line: int | None, doc_id: str) -> Reject:
+    return Reject(source, line, doc_id, "invalid_document", f"id {doc_id!r} appears twice in this import")
 
-    def reject(r: Reject) -> None:
-        stats.rejected += 1
-        stats.rejects.append(r)
 
-    def tag_pending() -> None:
-        if not to_tag:
-            return
-        docs = [a.doc for a in to_tag]
+#: One chunk's outcome: queue rows (driver-ready), each row's (source, line), rejects, records read.
+_ChunkResult = tuple[EncodedItems, list[tuple[str, int | None]], list[Reject], int]
+
+
+class _ChunkImporter:
+    """Turns one chunk of input records into queue rows and rejects, in input order (everything but
+    the database write and the across-chunk duplicate check, so it can run in a worker process)."""
+
+    def __init__(self, loaded: LoadedModel, fields: Fields, index: Mapping[str, _Article], joined: bool,
+                 sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self.tagger = Tagger(loaded, on_too_long="truncate")
+        self.builder = QueueBuilder.for_model(loaded)
+        self.known_topics = frozenset(self.tagger.topics)
+        self.fields, self.index, self.joined = fields, index, joined
+
+    def __call__(self, chunk: Chunk) -> _ChunkResult:
+        """(rows for Store.add_items, where each row's record is (source, line), rejects, records read)."""
+        rejects: list[Reject] = []
+        pending: list[Record] = []
+        places: list[tuple[str, int | None]] = []
+        to_tag: list[_Article] = []
+        for line, data, default_id in zip(chunk.lines, chunk.data, chunk.ids):
+            obj, doc = parse_record(chunk.kind, chunk.source, line, data, default_id, self.fields)
+            if _is_batch_line(obj):
+                assert obj is not None
+                problem = _bad_batch_line(obj, self.known_topics)
+                doc_id = str(obj["id"])
+                if problem:
+                    rejects.append(Reject(chunk.source, line, doc_id, "invalid_field", f"batch output line: {problem}"))
+                elif isinstance(doc, Document):  # the article kept in the line (tagger tag --keep title,text)
+                    pending.append(_batch_record(obj, _Article(doc, _extras(obj))))
+                    places.append((chunk.source, line))
+                elif doc_id in self.index:
+                    pending.append(_batch_record(obj, self.index[doc_id]))
+                    places.append((chunk.source, line))
+                elif isinstance(doc, Reject) and doc.reason != "missing_text":  # kept fields that are not an article
+                    rejects.append(replace(doc, detail=f"batch output line: {doc.detail}"))
+                else:
+                    rejects.append(Reject(
+                        chunk.source, line, doc_id, "missing_text",
+                        f"batch output line for {doc_id!r} carries no text"
+                        f"{', and no --join input has that id' if self.joined else ''}: make batch output with "
+                        "`tagger tag --keep title,text` (or give the batch's input files with --join)"))
+            elif isinstance(doc, Reject):
+                rejects.append(doc)
+            else:
+                to_tag.append(_Article(doc, _extras(obj), chunk.source, line))
+        tagged = self._tag(to_tag, rejects)
+        pending.extend(r for r, _ in tagged)
+        places.extend((a.source, a.line) for _, a in tagged)
+        # An id twice in one chunk (across chunks the main process checks): the first stands.
+        seen: set[str] = set()
+        keep = []
+        for k, (r, (source, line)) in enumerate(zip(pending, places)):
+            if r.doc_id in seen:
+                rejects.append(_twice(source, line, r.doc_id))
+            else:
+                seen.add(r.doc_id)
+                keep.append(k)
+        if len(keep) < len(pending):
+            pending, places = [pending[k] for k in keep], [places[k] for k in keep]
+        return encode_items(self.builder.rows(pending), self.sqlite), places, rejects, len(chunk.lines)
+
+    def _tag(self, articles: list[_Article], rejects: list[Reject]) -> list[tuple[Record, _Article]]:
+        if not articles:
+            return []
+        options = TagOptions(explain=True)
         try:
-            results: list[TagResult | None] = list(tagger.tag_many(docs, TagOptions(explain=True)))
+            results: list[TagResult | None] = list(self.tagger.tag_many([a.doc for a in articles], options))
         except InvalidDocumentError:
             results = []
-            for a in to_tag:
+            for a in articles:
                 try:
-                    results.append(tagger.tag(a.doc, TagOptions(explain=True)))
+                    results.append(self.tagger.tag(a.doc, options))
                 except InvalidDocumentError as e:
-                    reject(Reject(a.source, a.line, a.doc.id, "empty_text", str(e)))
+                    rejects.append(Reject(a.source, a.line, a.doc.id, "empty_text", str(e)))
                     results.append(None)
-        pairs = [(r, a) for r, a in zip(results, to_tag) if r is not None]
-        pending.extend(records_from_results([r for r, _ in pairs], [a for _, a in pairs]))
-        to_tag.clear()
+        pairs = [(r, a) for r, a in zip(results, articles) if r is not None]
+        return list(zip(records_from_results([r for r, _ in pairs], [a for _, a in pairs]), [a for _, a in pairs]))
 
+
+# A worker process holds one _ChunkImporter, handed over by fork (model, join index: nothing pickled).
+_WORKER: _ChunkImporter | None = None
+
+
+def _init_worker(importer: _ChunkImporter) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    _WORKER = importer
+
+
+def _work(chunk: Chunk) -> _ChunkResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER(chunk)
+
+
+def _chunks(paths: Sequence[str], fields: Fields, fmt: str | None, size: int) -> Iterator[Chunk]:
+    specs = resolve_inputs(list(paths), fmt)
+    for s in specs:
+        check_csv_columns(s, fields)
+    for n, spec in enumerate(specs):
+        yield from iter_chunks(spec, n, size=size)
+
+
+def _processed(importer: _ChunkImporter, chunks: Iterator[Chunk], workers: int) -> Iterator[_ChunkResult]:
+    """Each chunk's result in input order: inline, or from ``workers`` forked processes with a bounded
+    number of chunks in flight. Fork only (a worker gets the model and join index as they are in
+    memory); where fork is not safe (other threads running) or not there, inline."""
+    if workers < 1 or "fork" not in mp.get_all_start_methods() or threading.active_count() > 1:
+        yield from map(importer, chunks)
+        return
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(importer,)) as pool:
+        in_flight: deque[Any] = deque()
+        for chunk in chunks:
+            in_flight.append(pool.apply_async(_work, (chunk,)))
+            while len(in_flight) > 2 * workers:
+                yield in_flight.popleft().get()
+        while in_flight:
+            yield in_flight.popleft().get()
+
+
+def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, join: Sequence[str] = (),
+                 fields: Fields = _DEFAULT_FIELDS, fmt: str | None = None, batch_size: int = 2000,
+                 workers: int = 0) -> ImportStats:
+    """Queue every record of ``paths`` (see the module doc). Raises :class:`tagger.io.InputError` for an
+    input that cannot be read at all; a bad record becomes a reject in the returned stats.
+
+    Records go in chunks of ``batch_size``: one transaction each. With ``workers`` >= 1, chunks are
+    parsed, checked and turned into rows by that many forked worker processes while this one writes —
+    the same rows and rejects in the same order as inline (``workers=0``)."""
+    importer = _ChunkImporter(loaded, fields, _join_index(join, fields, fmt) if join else {}, bool(join),
+                              store.engine.dialect.name == "sqlite")
+    stats = ImportStats()
+    seen: set[str] = set()
     # One writer thread: a chunk is written (the driver and the database work without the GIL) while
-    # the next one is read and built; at most one write waits, so memory stays at two chunks.
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-import-writer")
+    # the next one is read and built; at most one write waits, so memory stays bounded. Started after
+    # the worker processes are forked (they must not inherit a running thread).
+    writer: ThreadPoolExecutor | None = None
     writing: list[Future[tuple[int, list[str]]]] = []
 
     def collect() -> None:
@@ -187,58 +297,30 @@ def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, joi
             stats.added += added
             stats.duplicates += len(dups)
 
-    def flush() -> None:
-        tag_pending()
-        if pending:
-            rows = builder.rows(pending)
-            pending.clear()
-            collect()
-            writing.append(writer.submit(store.add_items, rows))
-
+    results = _processed(importer, _chunks(paths, fields, fmt, batch_size), workers)
     try:
-        seen: set[str] = set()
-        for chunk, i, obj, doc in _records(paths, fields, fmt):
-            stats.read += 1
-            line = chunk.lines[i]
-            if _is_batch_line(obj):
-                assert obj is not None
-                problem = _bad_batch_line(obj, known_topics)
-                doc_id = str(obj["id"])
-                if problem:
-                    reject(Reject(chunk.source, line, doc_id, "invalid_field", f"batch output line: {problem}"))
-                    continue
-                if isinstance(doc, Document):  # the article kept in the line (tagger tag --keep title,text)
-                    article = _Article(doc, _extras(obj))
-                elif doc_id in index:
-                    article = index[doc_id]
-                elif isinstance(doc, Reject) and doc.reason != "missing_text":  # kept fields that are not an article
-                    reject(replace(doc, detail=f"batch output line: {doc.detail}"))
-                    continue
+        for (ids, params), places, rejects, read in results:
+            stats.read += read
+            fresh: EncodedItems = ([], [])
+            for rid, row, (source, line) in zip(ids, params, places):
+                if rid in seen:
+                    rejects.append(_twice(source, line, rid))
                 else:
-                    reject(Reject(chunk.source, line, doc_id, "missing_text",
-                                  f"batch output line for {doc_id!r} carries no text"
-                                  f"{', and no --join input has that id' if join else ''}: make batch output with "
-                                  "`tagger tag --keep title,text` (or give the batch's input files with --join)"))
-                    continue
-                record: Record | _Article = _batch_record(obj, article)
-            elif isinstance(doc, Reject):
-                reject(doc)
-                continue
-            else:
-                record = _Article(doc, _extras(obj), chunk.source, line)
-            rid = record.doc_id if isinstance(record, Record) else record.doc.id
-            if rid in seen:
-                reject(Reject(chunk.source, line, rid, "invalid_document", f"id {rid!r} appears twice in this import"))
-                continue
-            seen.add(rid)
-            (pending if isinstance(record, Record) else to_tag).append(record)  # type: ignore[arg-type]
-            if len(pending) + len(to_tag) >= batch_size:
-                flush()
-        flush()
+                    seen.add(rid)
+                    fresh[0].append(rid)
+                    fresh[1].append(row)
+            if rejects:
+                stats.rejects.extend(sorted(rejects, key=lambda r: r.line or 0))
+                stats.rejected += len(rejects)
+            collect()
+            if fresh[0]:
+                if writer is None:
+                    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-import-writer")
+                writing.append(writer.submit(store.add_encoded, fresh))
         collect()
     finally:
         for f in writing:  # an error while reading: the chunk being written still lands, or its error shows
             f.result()
-        writer.shutdown()
+        if writer is not None:
+            writer.shutdown()
     return stats
-

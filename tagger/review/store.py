@@ -31,7 +31,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError
 from tagger.review.auth import hash_password, new_token, token_hash, verify_password
 from tagger.review.schema import admin_actions, decisions, items, login_failures, sessions, users
 
-__all__ = ["ROLES", "Item", "Store", "StoreError", "User", "engine_url", "migrate", "utcnow"]
+__all__ = ["ROLES", "EncodedItems", "Item", "Store", "StoreError", "User", "encode_items", "engine_url", "migrate",
+           "utcnow"]
 
 ROLES = ("editor", "admin")
 #: How long an item stays with the editor it was handed to before it returns to the queue.
@@ -137,6 +138,30 @@ _ITEM_COLUMNS = (items.c.id, items.c.doc_id, items.c.title, items.c.text, items.
 
 def _item(row: Any) -> Item:
     return Item(*row)
+
+
+_INSERT_COLUMNS = tuple(c.name for c in items.columns if c.name != "id")
+#: Rows ready for the driver: (doc ids, one tuple of _INSERT_COLUMNS values per row).
+EncodedItems = tuple[list[str], list[tuple[Any, ...]]]
+
+
+def encode_items(rows: Sequence[Mapping[str, Any]], sqlite: bool) -> EncodedItems:
+    """Queue rows (see :meth:`Store.add_items`) as the driver takes them: JSON columns serialised, the
+    fixed columns of a new item filled in. Pure, so an import's worker process can run it. Raises
+    StoreError when an id appears twice."""
+    ids = [r["doc_id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise StoreError(f"id {dup!r} appears twice in the same import")
+    now = utcnow()
+    # SQLite compares times as text: write SQLAlchemy's own format (always with microseconds).
+    fixed = {"reviews_done": 0, "is_open": True, "lease_user_id": None, "lease_expires": None,
+             "imported_at": now.isoformat(" ", timespec="microseconds") if sqlite else now}
+    plan = [(c, c in fixed, c in _JSON_COLUMNS) for c in _INSERT_COLUMNS]
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    return ids, [tuple([fixed[c] if is_fixed else dumps(r[c]) if is_json else r[c] for c, is_fixed, is_json in plan])
+                 for r in rows]
 
 
 class Store:
@@ -359,41 +384,32 @@ class Store:
         """Insert queue items (dicts of the ``items`` columns a queue builder makes, see
         tagger.review.queue). An id already in the store is not imported again: returns (n added, the
         duplicate ids), so a re-run of the same import adds nothing and says so."""
-        rows = list(rows)
-        if not rows:
+        return self.add_encoded(encode_items(list(rows), self.engine.dialect.name == "sqlite"))
+
+    def add_encoded(self, encoded: EncodedItems) -> tuple[int, list[str]]:
+        """:meth:`add_items` for rows already made driver-ready by :func:`encode_items` (which an import's
+        worker process runs, so this process only talks to the database): one transaction, one query
+        for the ids already stored, one bulk write of the rest."""
+        ids, params = encoded
+        if not ids:
             return 0, []
-        now = utcnow()
-        ids = [r["doc_id"] for r in rows]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise StoreError(f"id {dup!r} appears twice in the same import")
         with self.engine.begin() as conn:
             existing: set[str] = set()
             for start in range(0, len(ids), 1000):
                 part = ids[start:start + 1000]
                 existing.update(conn.execute(select(items.c.doc_id).where(items.c.doc_id.in_(part))).scalars())
-            new = [r for r in rows if r["doc_id"] not in existing]
+            new = [p for i, p in zip(ids, params) if i not in existing] if existing else params
             if new:
                 # Straight to the driver (executemany on SQLite, COPY on PostgreSQL) with JSON serialised
-                # here: SQLAlchemy's per-value type processing cost more than the database itself
-                # (docs/review.md, import bench).
-                columns = [c.name for c in items.columns if c.name != "id"]
-                sqlite = self.engine.dialect.name == "sqlite"
-                # SQLite compares times as text: write SQLAlchemy's own format (always with microseconds).
-                fixed = {"reviews_done": 0, "is_open": True, "lease_user_id": None, "lease_expires": None,
-                         "imported_at": now.isoformat(" ", timespec="microseconds") if sqlite else now}
-                plan = [(c, c in fixed, c in _JSON_COLUMNS) for c in columns]
-                dumps = json.JSONEncoder(ensure_ascii=False).encode
-                params = [tuple([fixed[c] if is_fixed else dumps(r[c]) if is_json else r[c]
-                                 for c, is_fixed, is_json in plan]) for r in new]
-                if sqlite:
-                    marks = ", ".join(["?"] * len(columns))
-                    conn.exec_driver_sql(f"INSERT INTO items ({', '.join(columns)}) VALUES ({marks})", params)
+                # by encode_items: SQLAlchemy's per-value type processing cost more than the database
+                # itself (docs/review.md, import bench).
+                if self.engine.dialect.name == "sqlite":
+                    marks = ", ".join(["?"] * len(_INSERT_COLUMNS))
+                    conn.exec_driver_sql(f"INSERT INTO items ({', '.join(_INSERT_COLUMNS)}) VALUES ({marks})", new)
                 else:  # PostgreSQL: COPY, several times faster than a multi-row INSERT for thousands of rows
                     with conn.connection.driver_connection.cursor() as cur, \
-                            cur.copy(f"COPY items ({', '.join(columns)}) FROM STDIN") as copy:
-                        for p in params:
+                            cur.copy(f"COPY items ({', '.join(_INSERT_COLUMNS)}) FROM STDIN") as copy:
+                        for p in new:
                             copy.write_row(p)
         return len(new), [i for i in ids if i in existing]
 
