@@ -166,3 +166,32 @@ def test_sign_in_limit_is_shared_by_processes_and_survives_a_restart(tmp_path: P
         left = dict(conn.execute(select(login_failures.c.key, func.count()).group_by(login_failures.c.key)).all())
         assert left == {"ip:10.0.0.9": 1, "user:carl": 1}
         assert conn.execute(select(func.count()).select_from(admin_actions)).scalar() == 0
+
+
+def test_behind_a_proxy_the_address_the_proxy_reports_counts(tmp_path: Path, loaded, shared_dir: Path) -> None:
+    """With --behind-proxy 127.0.0.1, the client address is the right-most X-Forwarded-For entry that is not
+    the proxy: one client's failures (under any user names, with a forged left part) block that client
+    only, not the proxy's other clients."""
+    db = str(tmp_path / "review.db")
+    _seed(db, loaded, tmp_path, shared_dir, n=2)
+    srv = ReviewServer(db, "--behind-proxy", "127.0.0.1")
+
+    def login(forwarded: str, name: str, password: str) -> int:
+        client = Client(srv.url)
+        _, headers, page = client.request("GET", "/login", headers={"X-Forwarded-For": forwarded})
+        nonce = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        # Behind a proxy cookies are Secure, which a cookie jar keeps off plain http: send it by hand.
+        cookie = re.search(r"(tagger_review_login=[^;]+)", headers["Set-Cookie"]).group(1)
+        return client.request("POST", "/login", headers={"X-Forwarded-For": forwarded, "Cookie": cookie},
+                              form={"name": name, "password": password, "csrf": nonce})[0]
+
+    try:
+        codes = [login(f"10.9.9.{k}, 203.0.113.5", f"name-{k}", "guess") for k in range(5)]
+        assert codes == [401] * 5
+        assert login("203.0.113.5", "ana", "s3cret-pass") == 429
+        assert login("198.51.100.7", "ana", "s3cret-pass") == 303  # another client of the same proxy
+    finally:
+        srv.stop()
+    with Store(db) as store, store.engine.connect() as conn:
+        keys = {k for (k,) in conn.execute(select(login_failures.c.key))}
+    assert "ip:203.0.113.5" in keys and not any(k.startswith("ip:10.9.9.") or k == "ip:127.0.0.1" for k in keys)
