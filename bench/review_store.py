@@ -84,6 +84,33 @@ def fill(store: Store, n: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
+def insert_paths(store: Store, n: int, step: int = 2000) -> dict[str, float]:
+    """Rows per CPU-second of this process writing n queue rows in chunks of ``step``, one transaction
+    each, two ways: SQLAlchemy Core ``insert(items)`` with a list of dicts (executemany; on PostgreSQL
+    insertmanyvalues) and the store's own path (``Store.add_items``: driver executemany / COPY)."""
+    from sqlalchemy import insert
+
+    from tagger.review.schema import items
+    from tagger.review.store import utcnow
+
+    rng = random.Random(2)
+    batches = [synthetic_rows(start, min(step, n - start), rng) for start in range(0, n, step)]
+    out = {}
+    for label in ("core", "store"):
+        with store.engine.begin() as conn:
+            conn.execute(items.delete())
+        c0 = time.process_time()
+        for rows in batches:
+            if label == "core":
+                fixed = {"reviews_done": 0, "is_open": True, "imported_at": utcnow()}
+                with store.engine.begin() as conn:
+                    conn.execute(insert(items), [r | fixed for r in rows])
+            else:
+                store.add_items(rows)
+        out[label] = n / (time.process_time() - c0)
+    return out
+
+
 def p(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -125,6 +152,8 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=400, help="next-item + decision pairs timed per store")
     ap.add_argument("--import-lines", type=int, default=100_000)
     ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--insert-rows", type=int, default=20_000,
+                    help="rows written both ways (SQLAlchemy Core insert vs the store's driver path); 0 = skip")
     args = ap.parse_args()
     backends = args.backends.split(",")
     loaded = load_model(default_model_root())
@@ -172,6 +201,9 @@ def main() -> int:
                           f"decision p95 {row[label]['dec_p95']:.2f} ms (filled in {row[f'{label}_fill_s']:.0f} s)",
                           file=sys.stderr)
             assert threading.active_count() == 1, "a thread is running: import --workers 1 would run inline"
+            if args.insert_rows:
+                with Store(url_for(backend, "ins"), topics=TOPICS) as store:
+                    row["insert"] = insert_paths(store, args.insert_rows)
             for path, (out, join, batch_rate) in outputs.items():
                 with Store(url_for(backend, f"imp{path}"), topics=loaded.model.topics) as store:
                     t0, c0 = time.perf_counter(), time.process_time()
@@ -210,11 +242,21 @@ def main() -> int:
             s = r[f"import_{path}"]
             print(f"| {r['backend']} | {label} | {s['rate']:,.0f} | {s['s']:.1f} | {s['cpu_rate']:,.0f} | "
                   f"{s['batch_rate']:,.0f} | {s['rate'] / r['import_join']['rate']:.2f}x |")
+    if args.insert_rows:
+        print()
+        print(f"| backend | {args.insert_rows:,} queue rows written, chunks of 2,000 | rows per CPU-second of this "
+              "process | vs Core |")
+        print("|---|---|---:|---:|")
+        for r in results:
+            ins = r["insert"]
+            print(f"| {r['backend']} | SQLAlchemy Core insert(items), list of dicts | {ins['core']:,.0f} | 1.00x |")
+            print(f"| {r['backend']} | Store.add_items (driver executemany / COPY) | {ins['store']:,.0f} | "
+                  f"{ins['store'] / ins['core']:.2f}x |")
     print()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end of the run")
     print("goals: next p95 < 50 ms, decision p95 < 50 ms at 1M items; import >= 10,000 lines/s")
     print(f"command: .venv/bin/python bench/review_store.py --items {args.items} --ops {args.ops} "
-          f"--import-lines {args.import_lines} --backends {args.backends}")
+          f"--import-lines {args.import_lines} --backends {args.backends} --insert-rows {args.insert_rows}")
     return 0
 
 
