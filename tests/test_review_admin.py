@@ -195,3 +195,36 @@ def test_behind_a_proxy_the_address_the_proxy_reports_counts(tmp_path: Path, loa
     with Store(db) as store, store.engine.connect() as conn:
         keys = {k for (k,) in conn.execute(select(login_failures.c.key))}
     assert "ip:203.0.113.5" in keys and not any(k.startswith("ip:10.9.9.") or k == "ip:127.0.0.1" for k in keys)
+
+
+def test_a_store_made_before_admin_powers_is_upgraded_in_place(db_url: str) -> None:  # noqa: F811
+    """A database at migration 0001 (users, items, sessions made by the previous version) opens with its
+    accounts intact and gains the new columns and tables (migration 0002)."""
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import MetaData, Table, insert
+
+    from tagger.review.auth import hash_password, token_hash
+    from tagger.review.store import make_engine, utcnow
+
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("tagger.review") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+
+    old_users = Table("users", MetaData(), autoload_with=engine)
+    assert "disabled_at" not in old_users.c
+    with engine.begin() as conn:
+        conn.execute(insert(old_users).values(name="old", role="admin", password_hash=hash_password("pw-old-1"),
+                                              token_hash=token_hash("tok-old"), created_at=utcnow()))
+    engine.dispose()
+    with Store(db_url) as store:
+        old = store.check_password("old", "pw-old-1")
+        assert old is not None and store.user_by_token("tok-old") == old and old.role == "admin"
+        store.add_user("new-editor")
+        assert store.set_disabled(old, "new-editor", True)["disabled"]
+        assert [a["action"] for a in store.admin_log()] == ["disable"]
