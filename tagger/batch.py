@@ -38,8 +38,8 @@ from tagger.readers import (
     check_csv_columns,
     input_fingerprint,
     iter_chunks,
-    resolve_inputs,
     parse_record,
+    resolve_inputs,
     to_document,
 )
 from tagger.tagger import (

@@ -17,11 +17,11 @@ is dropped silently.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
 import multiprocessing as mp
 import signal
 import threading
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
