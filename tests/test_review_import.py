@@ -188,14 +188,12 @@ def test_export_is_what_retrain_new_reads(tmp_path: Path, loaded, day: Path, sha
 
 
 def test_worker_processes_import_exactly_what_one_process_does(tmp_path: Path, loaded, day: Path) -> None:
-    """workers=2 (forked processes build the rows, this process writes) gives the same items, counts and
+    """workers=2 (forked processes build the rows, the main one writes) gives the same items, counts and
     rejects, in the same order, as inline — with chunks small enough that duplicates and bad lines fall
-    in different chunks."""
-    import threading
-
-    from sqlalchemy import select
-
-    from tagger.review.schema import items
+    in different chunks. Run in a fresh process, as the CLI runs it: workers are forked only from a
+    process with no other threads, which a pytest process full of earlier servers' threads is not."""
+    import subprocess
+    import sys
 
     out = tmp_path / "day.kept.jsonl"
     run_batch(BatchConfig(inputs=(str(day),), output=out, keep=("title", "text", "outlet")), loaded)
@@ -203,17 +201,29 @@ def test_worker_processes_import_exactly_what_one_process_does(tmp_path: Path, l
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text("\n".join(lines[:30] + ["not json", lines[3], '{"id": "x", "text": 42}'] + lines[30:]
                                + [lines[40]]) + "\n", encoding="utf-8")
-    got = []
-    for workers in (0, 2):
-        assert threading.active_count() == 1  # else the pool is not used: this test would prove nothing
-        with Store(str(tmp_path / f"r{workers}.db"), topics=loaded.model.topics) as store:
-            stats = import_files(store, loaded, [str(mixed)], batch_size=7, workers=workers)
-            with store.engine.connect() as conn:
-                rows = conn.execute(select(items.c.doc_id, items.c.title, items.c.text, items.c.priority,
-                                           items.c.predicted, items.c.signals).order_by(items.c.id)).all()
-        got.append((stats.read, stats.added, stats.rejected, [r.to_json() for r in stats.rejects], rows))
-    assert got[0] == got[1]
-    read, added, rejected, rejects, _ = got[0]
-    assert (read, added, rejected) == (64, 60, 4)
+    script = f"""
+import json, sys
+from sqlalchemy import select
+from tagger.artifacts import load_model
+from tagger.review.importer import import_files
+from tagger.review.schema import items
+from tagger.review.store import Store
+loaded = load_model({str(loaded.path)!r})
+for workers in (0, 2):
+    with Store({str(tmp_path)!r} + f"/r{{workers}}.db", topics=loaded.model.topics) as store:
+        stats = import_files(store, loaded, [{str(mixed)!r}], batch_size=7, workers=workers)
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(items.c.doc_id, items.c.title, items.c.text, items.c.priority,
+                                       items.c.predicted, items.c.signals).order_by(items.c.id)).all()
+    print(json.dumps([stats.workers, stats.read, stats.added, stats.rejected, [r.to_json() for r in stats.rejects],
+                      [list(r) for r in rows]], ensure_ascii=False))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    inline, forked = (json.loads(line) for line in run.stdout.splitlines())
+    assert (inline[0], forked[0]) == (0, 2)  # the pool was really used
+    assert inline[1:] == forked[1:]
+    read, added, rejected, rejects, rows = inline[1:]
+    assert (read, added, rejected, len(rows)) == (64, 60, 4, 60)
     assert [(r["line"], r["reason"]) for r in rejects] == [(31, "invalid_json"), (32, "invalid_document"),
                                                            (33, "invalid_field"), (64, "invalid_document")]

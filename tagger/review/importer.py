@@ -47,10 +47,11 @@ class ImportStats:
     duplicates: int = 0
     rejected: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    workers: int = 0  # worker processes that prepared the records (0: all in this process)
 
     def summary(self) -> str:
         return (f"read {self.read:,}: added {self.added:,}, already queued {self.duplicates:,}, "
-                f"rejected {self.rejected:,}")
+                f"rejected {self.rejected:,}{f' ({self.workers} worker processes)' if self.workers else ''}")
 
 
 @dataclass(frozen=True)
@@ -255,11 +256,19 @@ def _chunks(paths: Sequence[str], fields: Fields, fmt: str | None, size: int) ->
         yield from iter_chunks(spec, n, size=size)
 
 
-def _processed(importer: _ChunkImporter, chunks: Iterator[Chunk], workers: int) -> Iterator[_ChunkResult]:
-    """Each chunk's result in input order: inline, or from ``workers`` forked processes with a bounded
-    number of chunks in flight. Fork only (a worker gets the model and join index as they are in
-    memory); where fork is not safe (other threads running) or not there, inline."""
+def _usable_workers(workers: int) -> int:
+    """Worker processes that can be forked here: fork only (a worker gets the model and join index as
+    they are in memory, nothing pickled), and not from a process running other threads (a forked
+    child could inherit a held lock); else 0, all inline. The CLI's process qualifies."""
     if workers < 1 or "fork" not in mp.get_all_start_methods() or threading.active_count() > 1:
+        return 0
+    return workers
+
+
+def _processed(importer: _ChunkImporter, chunks: Iterator[Chunk], workers: int) -> Iterator[_ChunkResult]:
+    """Each chunk's result in input order: inline (``workers`` 0), or from that many forked processes
+    with a bounded number of chunks in flight."""
+    if workers < 1:
         yield from map(importer, chunks)
         return
     with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(importer,)) as pool:
@@ -280,10 +289,11 @@ def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, joi
 
     Records go in chunks of ``batch_size``: one transaction each. With ``workers`` >= 1, chunks are
     parsed, checked and turned into rows by that many forked worker processes while this one writes —
-    the same rows and rejects in the same order as inline (``workers=0``)."""
+    the same rows and rejects in the same order as inline (``workers=0``); ``stats.workers`` says how
+    many were used (0 where forking is not safe, see :func:`_usable_workers`)."""
     importer = _ChunkImporter(loaded, fields, _join_index(join, fields, fmt) if join else {}, bool(join),
                               store.engine.dialect.name == "sqlite")
-    stats = ImportStats()
+    stats = ImportStats(workers=_usable_workers(workers))
     seen: set[str] = set()
     # One writer thread: a chunk is written (the driver and the database work without the GIL) while
     # the next one is read and built; at most one write waits, so memory stays bounded. Started after
@@ -297,7 +307,7 @@ def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, joi
             stats.added += added
             stats.duplicates += len(dups)
 
-    results = _processed(importer, _chunks(paths, fields, fmt, batch_size), workers)
+    results = _processed(importer, _chunks(paths, fields, fmt, batch_size), stats.workers)
     try:
         for (ids, params), places, rejects, read in results:
             stats.read += read
