@@ -27,6 +27,7 @@ from typing import Any
 
 from tagger.artifacts import LoadedModel, load_model
 from tagger.document import Document
+from tagger.kept import check_keep, kept_values, with_kept
 from tagger.paths import default_model_root
 from tagger.readers import (
     Chunk,
@@ -37,6 +38,7 @@ from tagger.readers import (
     check_csv_columns,
     input_fingerprint,
     iter_chunks,
+    parse_record,
     resolve_inputs,
     to_document,
 )
@@ -71,6 +73,7 @@ class BatchConfig:
     fields: Fields = Fields()
     input_format: str | None = None
     options: TagOptions = TagOptions()
+    keep: tuple[str, ...] = ()  # input fields copied into each output line (tagger.kept)
     max_chars: int = DEFAULT_MAX_CHARS
     on_too_long: str = "reject"
     n_process: int = 1
@@ -127,23 +130,39 @@ class ChunkTagger:
     after cleaning), the chunk is retried one document at a time to find which.
     """
 
-    def __init__(self, tagger: Tagger, options: TagOptions, fields: Fields) -> None:
+    def __init__(self, tagger: Tagger, options: TagOptions, fields: Fields, keep: Sequence[str] = ()) -> None:
         self.tagger, self.options, self.fields = tagger, options, fields
+        self.keep = check_keep(keep)
 
     def results(self, chunk: Chunk) -> list[TagResult | Reject]:
         return self._tag(chunk, self.tagger.tag_many)
 
     def lines(self, chunk: Chunk) -> list[str | Reject]:
-        """:meth:`results` with each result as its JSON line (:meth:`Tagger.tag_lines`)."""
-        return self._tag(chunk, self.tagger.tag_lines)
+        """:meth:`results` with each result as its JSON line (:meth:`Tagger.tag_lines`), the ``keep``
+        fields of its record first (:mod:`tagger.kept`)."""
+        if not self.keep:
+            return self._tag(chunk, self.tagger.tag_lines)
+        records: list[Any] = []
+        out = self._tag(chunk, self.tagger.tag_lines, records)
+        return [r if isinstance(r, Reject) else with_kept(r, kept_values(rec, self.keep))
+                for r, rec in zip(out, records)]
 
-    def _tag(self, chunk: Chunk, tag_many: Callable[[list[Document], TagOptions], list[Any]]) -> list[Any]:
+    def _tag(self, chunk: Chunk, tag_many: Callable[[list[Document], TagOptions], list[Any]],
+             records: list[Any] | None = None) -> list[Any]:
         """Each record's outcome from ``tag_many`` (TagResults or JSON lines), or its Reject, in
-        input order."""
-        items: list[Any] = [
-            to_document(chunk.kind, chunk.source, line, data, default_id, self.fields)
-            for line, data, default_id in zip(chunk.lines, chunk.data, chunk.ids)
-        ]
+        input order. ``records``, if given, receives each record's own fields (parsed once, see
+        :func:`tagger.readers.parse_record`)."""
+        if records is None:
+            items: list[Any] = [
+                to_document(chunk.kind, chunk.source, line, data, default_id, self.fields)
+                for line, data, default_id in zip(chunk.lines, chunk.data, chunk.ids)
+            ]
+        else:
+            items = []
+            for line, data, default_id in zip(chunk.lines, chunk.data, chunk.ids):
+                rec, doc = parse_record(chunk.kind, chunk.source, line, data, default_id, self.fields)
+                records.append(rec)
+                items.append(doc)
         docs = [(i, d) for i, d in enumerate(items) if isinstance(d, Document)]
         try:
             tagged: list[Any] = tag_many([d for _, d in docs], self.options)
@@ -186,7 +205,8 @@ _WORKER: ChunkTagger | None = None
 
 
 def _init_worker(
-    model_dir: str | None, tagger: Tagger | None, max_chars: int, on_too_long: str, options: TagOptions, fields: Fields
+    model_dir: str | None, tagger: Tagger | None, max_chars: int, on_too_long: str, options: TagOptions, fields: Fields,
+    keep: tuple[str, ...] = (),
 ) -> None:
     """Pool initializer. A forked worker is handed the parent's Tagger (fork copies memory, nothing
     is pickled); a spawned one loads the model from ``model_dir``, verified as usual."""
@@ -196,7 +216,7 @@ def _init_worker(
     if tagger is None:
         assert model_dir is not None
         tagger = Tagger(load_model(Path(model_dir)), max_chars=max_chars, on_too_long=on_too_long)
-    _WORKER = ChunkTagger(tagger, options, fields)
+    _WORKER = ChunkTagger(tagger, options, fields, keep)
 
 
 def _work(chunk: Chunk) -> tuple[bytes, bytes, int, int]:
@@ -230,7 +250,7 @@ def run_identity(specs: Sequence[InputSpec], loaded: LoadedModel, cfg: BatchConf
             "options": asdict(cfg.options) | {"topics": list(cfg.options.topics)},
             "max_chars": cfg.max_chars,
             "on_too_long": cfg.on_too_long,
-        },
+        } | ({"keep": list(cfg.keep)} if cfg.keep else {}),  # absent when empty: older checkpoints still match
     }
 
 
@@ -263,6 +283,10 @@ def run_batch(cfg: BatchConfig, loaded: LoadedModel | None = None, log: Callable
         raise BatchError("--n-process must be >= 1")
     if cfg.chunk_size < 1:
         raise BatchError("the chunk size must be >= 1")
+    try:
+        cfg = replace(cfg, keep=check_keep(cfg.keep))
+    except ValueError as e:
+        raise BatchError(f"--keep: {e}") from e
     try:
         specs = resolve_inputs(list(cfg.inputs), cfg.input_format)
         for s in specs:
@@ -346,13 +370,13 @@ def _pipeline(
     """Chunk results in input order: inline for one process, else from a pool with a bounded
     number of chunks in flight (so a fast reader cannot fill memory ahead of slow workers)."""
     if cfg.n_process == 1:
-        worker = ChunkTagger(tagger, cfg.options, cfg.fields)
+        worker = ChunkTagger(tagger, cfg.options, cfg.fields, cfg.keep)
         for chunk, position in chunks:
             yield (worker(chunk) if chunk is not None else None), position
         return
     # fork starts a worker in milliseconds with the model already in memory, but forking a process
     # that runs other threads (a SparkSession's py4j, gRPC) can deadlock the child: spawn then.
-    settings = (tagger.max_chars, tagger.on_too_long, cfg.options, cfg.fields)
+    settings = (tagger.max_chars, tagger.on_too_long, cfg.options, cfg.fields, cfg.keep)
     if "fork" in mp.get_all_start_methods() and threading.active_count() == 1:
         ctx, init = mp.get_context("fork"), (None, tagger, *settings)
     else:

@@ -29,7 +29,7 @@ from tagger.io import COMPRESSED_OPENERS, READ_ERRORS, InputError, JSONProblem, 
 
 __all__ = [
     "Fields", "InputSpec", "Chunk", "Reject", "InputError", "FORMATS", "REJECT_REASONS",
-    "resolve_inputs", "iter_chunks", "to_document", "input_fingerprint", "read_stdin_spec", "check_csv_columns",
+    "resolve_inputs", "iter_chunks", "to_document", "parse_record", "input_fingerprint", "read_stdin_spec", "check_csv_columns",
     "detect_format", "sniff",
 ]
 
@@ -512,18 +512,43 @@ def to_document(
     kind: str, source: str, line: int | None, data: Any, default_id: str, fields: Fields
 ) -> Document | Reject:
     """One record as a Document, or a Reject naming the record and the reason."""
+    return parse_record(kind, source, line, data, default_id, fields)[1]
+
+
+def parse_record(
+    kind: str, source: str, line: int | None, data: Any, default_id: str, fields: Fields
+) -> tuple[Mapping[str, Any] | None, Document | Reject]:
+    """One record as (its fields, its Document or Reject): :func:`to_document` plus the record's own
+    fields as read, parsed once — a JSON object, a CSV row as a dict, a page as ``{fields.raw: page}``
+    — or None when the record is not readable as fields (bad bytes, bad JSON, a JSON value that is not
+    an object). What ``tagger tag --keep`` copies into output lines and what review import reads."""
     if kind == "json":
         if isinstance(data, tuple):  # (reason, detail): a line the reader already found unusable
-            return Reject(source, line, None, data[0], data[1])
+            return None, Reject(source, line, None, data[0], data[1])
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            return Reject(source, line, None, "invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line")
+            return None, Reject(source, line, None, "invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line")
         try:
             obj = loads_json(text)
         except JSONProblem as e:
-            return Reject(source, line, None, "invalid_json", f"invalid JSON ({e})")
-        return _from_mapping(obj, source, line, default_id, fields)
+            return None, Reject(source, line, None, "invalid_json", f"invalid JSON ({e})")
+        return (obj if isinstance(obj, Mapping) else None), _from_mapping(obj, source, line, default_id, fields)
+    doc = _to_document(kind, source, line, data, default_id, fields)
+    if kind == "item":
+        return (data if isinstance(data, Mapping) else None), doc
+    if kind == "csv" and not isinstance(data, csv.Error) and not isinstance(data[0], str) and not (
+            isinstance(doc, Reject) and doc.reason in ("invalid_csv", "invalid_utf8")):
+        return dict(zip(*data)), doc
+    if kind == "page" and isinstance(doc, Document):
+        return {fields.raw: data.decode("utf-8-sig")}, doc
+    return None, doc
+
+
+def _to_document(
+    kind: str, source: str, line: int | None, data: Any, default_id: str, fields: Fields
+) -> Document | Reject:
+    """:func:`to_document` for the kinds other than JSONL lines."""
     if kind == "item":
         if isinstance(data, tuple):  # the whole .json file failed to decode or parse
             return Reject(source, line, None, data[0], data[1])

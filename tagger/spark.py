@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from tagger.artifacts import MANIFEST_FILE, LoadedModel, load_model
 from tagger.batch import ChunkTagger
 from tagger.io import loads_json
+from tagger.kept import with_kept
 from tagger.paths import default_model_root
 from tagger.readers import Chunk, Fields, Reject, to_document
 from tagger.tagger import DEFAULT_MAX_CHARS, Tagger, TagOptions, TagResult
@@ -207,10 +208,7 @@ def rendered_line(result: TagResult | Reject, kept: dict[str, Any] | None = None
     """The line `tagger tag` writes for a result (output) or a reject (rejects file), byte for byte,
     with ``kept`` columns first when given (JSON values; a date or other non-JSON value as its text)."""
     line = result.to_json_line() if isinstance(result, TagResult) else json.dumps(result.to_json(), ensure_ascii=False)
-    if not kept:
-        return line
-    head = json.dumps(kept, ensure_ascii=False, default=str)
-    return f"{head[:-1]}, {line[1:]}"
+    return with_kept(line, kept)
 
 
 def _tag_batches_fn(

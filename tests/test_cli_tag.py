@@ -234,3 +234,37 @@ def test_output_errors_are_blamed_on_stdout_and_a_closed_pipe_is_not_an_error(
     proc.stdout.close()
     assert proc.wait(timeout=300) == 0
     assert proc.stderr is not None and proc.stderr.read() == b""
+
+
+def test_keep_copies_input_fields_into_output_lines(tmp_path: Path) -> None:
+    """`--keep title,text,url`: each output line starts with the record's own fields as given (a field it
+    lacks is null; a CSV row's cells and a page's whole text as `raw` too), in stdout and batch mode alike."""
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": "a", "title": "قمة عربية", "text": "انعقدت القمة العربية في الرياض\n\nوبحثت  الأزمة", "url": "u1",
+             "extra": 1},
+            {"id": "b", "text": "رفع البنك المركزي سعر الفائدة"}]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    r = tagger("-i", str(src), "-o", str(out), "--keep", "title,text,url", "-q")
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text(encoding="utf-8").splitlines()
+    got = [json.loads(line) for line in lines]
+    assert list(got[0])[:4] == ["title", "text", "url", "id"]
+    assert (got[0]["title"], got[0]["text"], got[0]["url"]) == (rows[0]["title"], rows[0]["text"], "u1")
+    assert (got[1]["title"], got[1]["url"]) == (None, None) and "extra" not in got[0]
+    # Without --keep the same lines follow the kept fields byte for byte.
+    plain = tagger(str(src))
+    assert [json.dumps({k: v for k, v in g.items() if k not in ("title", "text", "url")}, ensure_ascii=False)
+            for g in got] == plain.stdout.decode().splitlines()
+    assert tagger(str(src), "--keep", "title").stdout.decode().splitlines()[0].startswith('{"title": "قمة عربية", "id"')
+    csv = tmp_path / "in.csv"
+    csv.write_text("id,title,text\nc1,عنوان,رفع البنك المركزي سعر الفائدة\n", encoding="utf-8")
+    assert json.loads(tagger(str(csv), "--keep", "title").stdout)["title"] == "عنوان"
+
+
+def test_keep_refuses_fields_the_output_has(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "نص"}\n', encoding="utf-8")
+    for name in ("id", "scores"):
+        r = tagger(str(src), "--keep", f"title,{name}")
+        assert r.returncode == 2 and f"--keep: cannot keep ['{name}']" in r.stderr.decode(), r.stderr

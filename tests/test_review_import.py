@@ -93,6 +93,45 @@ def test_batch_output_is_joined_to_its_input_by_id(tmp_path: Path, loaded, day: 
         assert item.model_version == first_line["model_version"]
 
 
+def test_batch_output_with_kept_articles_is_imported_from_the_one_file(db_url: str, loaded, day: Path,  # noqa: F811
+                                                                       tmp_path: Path) -> None:
+    """`tagger tag --keep title,text,url,outlet` output needs no --join: each item has the article kept in its
+    line, cleaned as the batch cleaned it, and the batch's prediction."""
+    from tagger.readers import Fields, to_document
+
+    out = tmp_path / "day.kept.jsonl"
+    run_batch(BatchConfig(inputs=(str(day),), output=out, keep=("title", "text", "url", "outlet")), loaded)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    # One line whose kept text is blank: not an article, rejected with the reader's reason; none dropped.
+    broken = json.loads(lines[-1]) | {"title": " ", "text": ""}
+    out.write_text("\n".join(lines[:-1] + [json.dumps(broken, ensure_ascii=False)]) + "\n", encoding="utf-8")
+    with Store(db_url, topics=loaded.model.topics) as store:
+        stats = import_files(store, loaded, [str(out)])
+        assert (stats.read, stats.added, stats.rejected) == (60, 59, 1)
+        assert stats.rejects[0].reason == "empty_text" and stats.rejects[0].where() == f"{out}:60"
+        assert stats.rejects[0].detail.startswith("batch output line: ")
+        first = json.loads(lines[0])
+        source = json.loads(day.read_text(encoding="utf-8").splitlines()[0])
+        doc = to_document("item", "x", 1, source, "", Fields())
+        item = store.get_item(store.item_id(first["id"]))
+        assert (item.title, item.text) == (doc.title, doc.body) and item.text
+        assert item.outlet == source["outlet"] and item.url == source["url"]
+        assert item.predicted == [{"topic": t["topic"], "score": t["score"]} for t in first["topics"]]
+        assert item.model_version == first["model_version"]
+        again = import_files(store, loaded, [str(out)])
+        assert (again.added, again.duplicates, again.rejected) == (0, 59, 1)
+
+
+def test_batch_output_without_text_names_both_ways_to_give_it(tmp_path: Path, loaded, day: Path) -> None:
+    out = tmp_path / "day.tags.jsonl"
+    run_batch(BatchConfig(inputs=(str(day),), output=out), loaded)
+    with Store(str(tmp_path / "r.db"), topics=loaded.model.topics) as store:
+        stats = import_files(store, loaded, [str(out)])
+    assert (stats.added, stats.rejected) == (0, 60)
+    assert {r.reason for r in stats.rejects} == {"missing_text"}
+    assert "`tagger tag --keep title,text`" in stats.rejects[0].detail
+
+
 def test_bad_records_are_rejected_with_a_reason_not_dropped(tmp_path: Path, loaded) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "ok", "title": "قمة عربية", "text": "انعقدت القمة العربية في الرياض"}\n'
@@ -146,3 +185,45 @@ def test_export_is_what_retrain_new_reads(tmp_path: Path, loaded, day: Path, sha
         gold.write_text("".join(f.readlines()[-5:]), encoding="utf-8")
     data = assemble_training_data(gold=[gold], corpus=corpus, taxonomy=loaded.taxonomy, new=[path])
     assert data.summary["new"]["labelled"] == 12
+
+
+def test_worker_processes_import_exactly_what_one_process_does(tmp_path: Path, loaded, day: Path) -> None:
+    """workers=2 (forked processes build the rows, the main one writes) gives the same items, counts and
+    rejects, in the same order, as inline — with chunks small enough that duplicates and bad lines fall
+    in different chunks. Run in a fresh process, as the CLI runs it: workers are forked only from a
+    process with no other threads, which a pytest process full of earlier servers' threads is not."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "day.kept.jsonl"
+    run_batch(BatchConfig(inputs=(str(day),), output=out, keep=("title", "text", "outlet")), loaded)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(lines[:30] + ["not json", lines[3], '{"id": "x", "text": 42}'] + lines[30:]
+                               + [lines[40]]) + "\n", encoding="utf-8")
+    script = f"""
+import json, sys
+from sqlalchemy import select
+from tagger.artifacts import load_model
+from tagger.review.importer import import_files
+from tagger.review.schema import items
+from tagger.review.store import Store
+loaded = load_model({str(loaded.path)!r})
+for workers in (0, 2):
+    with Store({str(tmp_path)!r} + f"/r{{workers}}.db", topics=loaded.model.topics) as store:
+        stats = import_files(store, loaded, [{str(mixed)!r}], batch_size=7, workers=workers)
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(items.c.doc_id, items.c.title, items.c.text, items.c.priority,
+                                       items.c.predicted, items.c.signals).order_by(items.c.id)).all()
+    print(json.dumps([stats.workers, stats.read, stats.added, stats.rejected, [r.to_json() for r in stats.rejects],
+                      [list(r) for r in rows]], ensure_ascii=False))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    inline, forked = (json.loads(line) for line in run.stdout.splitlines())
+    assert (inline[0], forked[0]) == (0, 2)  # the pool was really used
+    assert inline[1:] == forked[1:]
+    read, added, rejected, rejects, rows = inline[1:]
+    assert (read, added, rejected, len(rows)) == (64, 60, 4, 60)
+    assert [(r["line"], r["reason"]) for r in rejects] == [(31, "invalid_json"), (32, "invalid_document"),
+                                                           (33, "invalid_field"), (64, "invalid_document")]

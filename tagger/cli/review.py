@@ -20,7 +20,7 @@ The store is a SQLite file by default (--db review.db) or PostgreSQL by URL
 examples:
   tagger review add-user amal --role editor            # prompts for a password, prints an API token
   tagger review import --db review.db articles.jsonl   # tag with the current model and queue
-  tagger tag -i day.jsonl -o day.tags.jsonl && tagger review import day.tags.jsonl --join day.jsonl
+  tagger tag -i day.jsonl -o day.tags.jsonl --keep title,text,url && tagger review import day.tags.jsonl
   tagger review serve --db review.db --port 8080
   tagger review export --db review.db --output reviewed.jsonl && tagger retrain --dry-run --new reviewed.jsonl
 """
@@ -56,14 +56,19 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="read the password from the first line of standard input (default: prompt when interactive; "
                         "without either the account can use the API token only)")
 
-    i = sub.add_parser("import", help="queue documents: articles (tagged here) or batch output joined to its input")
+    i = sub.add_parser("import", help="queue documents: articles (tagged here) or batch output (made with "
+                       "`tagger tag --keep title,text`, or joined to its input with --join)")
     _db(i)
     add_model_option(i)
     i.add_argument("files", nargs="+", metavar="FILE", help="JSONL/JSON/CSV/TSV articles, .txt pages or a folder of them, "
                    "or `tagger tag --output` files")
     i.add_argument("--join", action="append", default=[], metavar="INPUT",
-                   help="the input files a batch output was made from; its lines take their article by id from here")
+                   help="the input files a batch output made without --keep was made from; its lines take their "
+                        "article by id from here")
     i.add_argument("--rejects", type=Path, default=None, help="write rejected records here as JSONL")
+    i.add_argument("--workers", "-j", type=int, default=0,
+                   help="worker processes that read and prepare records while this one writes to the database "
+                        "(default: 0, all in this process)")
     for name in ("id", "title", "text", "raw", "tags"):
         i.add_argument(f"--{name}-field", default=name, help=f"field with the document's {name} (default: {name})")
 
@@ -120,12 +125,14 @@ def _import(args: argparse.Namespace) -> int:
     from tagger.readers import Fields
     from tagger.review.importer import import_files
 
+    if args.workers < 0:
+        raise CLIError("--workers must be >= 0")
     loaded = load(args)
     fields = Fields(id=args.id_field, title=args.title_field, text=args.text_field, raw=args.raw_field,
                     tags=args.tags_field)
     with _store(args, topics=loaded.model.topics) as store:
         try:
-            stats = import_files(store, loaded, args.files, join=args.join, fields=fields)
+            stats = import_files(store, loaded, args.files, join=args.join, fields=fields, workers=args.workers)
         except InputError as e:
             raise CLIError(str(e)) from e
     if args.rejects is not None:

@@ -38,6 +38,10 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--explain", action="store_true", help="add the n-grams behind each chosen topic")
     p.add_argument("--threshold", type=float, default=None, help="one threshold for every topic (0-1)")
     p.add_argument("--top-k", type=positive_int, default=None, help="keep at most k topics per document (k >= 1)")
+    p.add_argument("--keep", default="", metavar="FIELD,...",
+                   help="input fields copied as they are into each output line, before its own keys, e.g. "
+                        "--keep title,text,url (what `tagger review import` needs to queue batch output; "
+                        "a page's whole text is its 'raw' field; a field a record lacks is null)")
 
     src = p.add_argument_group("input")
     src.add_argument("--input", "-i", dest="inputs", nargs="+", action="extend", default=[], metavar="PATH",
@@ -97,6 +101,15 @@ def _fields(args: argparse.Namespace) -> Fields:
                   tags=args.tags_field)
 
 
+def _keep(args: argparse.Namespace) -> tuple[str, ...]:
+    from tagger.kept import check_keep
+
+    try:
+        return check_keep(n.strip() for n in args.keep.split(",") if n.strip())
+    except ValueError as e:
+        raise CLIError(f"--keep: {e}") from e
+
+
 def _options(args: argparse.Namespace, tagger: Tagger) -> TagOptions:
     options = TagOptions(threshold=args.threshold, top_k=args.top_k, explain=args.explain)
     try:
@@ -111,7 +124,7 @@ def _to_stdout(args: argparse.Namespace, inputs: list[str]) -> int:
     from tagger.batch import ChunkTagger
 
     tagger = Tagger(load(args), max_chars=args.max_chars, on_too_long=args.on_too_long or "truncate")
-    return _print_results(ChunkTagger(tagger, _options(args, tagger), _fields(args)), args, inputs)
+    return _print_results(ChunkTagger(tagger, _options(args, tagger), _fields(args), _keep(args)), args, inputs)
 
 
 def _print_results(worker, args: argparse.Namespace, inputs: list[str]) -> int:
@@ -167,6 +180,7 @@ def _to_output(args: argparse.Namespace, inputs: list[str]) -> int:
         fields=_fields(args),
         input_format=None if args.format == "auto" else args.format,
         options=_options(args, tagger),
+        keep=_keep(args),
         max_chars=args.max_chars,
         on_too_long=tagger.on_too_long,
         n_process=args.n_process if args.n_process > 0 else (os.cpu_count() or 1),
@@ -238,7 +252,7 @@ def _run_remote(args: argparse.Namespace, inputs: list[str]) -> int:
         with client:
             client.check_connection(timeout=args.timeout)
             remote = RemoteTagger(client)
-            worker = ChunkTagger(remote, _options(args, remote), _fields(args))  # type: ignore[arg-type]
+            worker = ChunkTagger(remote, _options(args, remote), _fields(args), _keep(args))  # type: ignore[arg-type]
             return _print_results(worker, args, inputs)
     except ConnectionError as e:
         raise CLIError(str(e)) from e

@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ class ReviewApp:
                  limiter: LoginLimiter | None = None) -> None:
         self.store, self.loaded = store, loaded
         self.secure_cookies = secure_cookies
-        self.limiter = limiter or LoginLimiter()
+        self.limiter = limiter or LoginLimiter(store)
         self.topics = tuple(loaded.model.topics)
         taxonomy = loaded.taxonomy
         self.topic_names = {t.id: t.ar for t in taxonomy.topics if t.id in self.topics}
@@ -275,6 +276,90 @@ class ReviewApp:
         return self._render("stats.html", user=caller[0], csrf=caller[1], stats=stats,
                             charts=[Markup(c) for c in charts])  # noqa: S704 - built from escaped parts
 
+    # ---------------------------------------------------------------------------------- admin
+    def _api_admin(self, request: Request) -> User:
+        user = self._api_user(request)
+        if user.role != "admin":
+            raise _Error(403, "admins only")
+        return user
+
+    @staticmethod
+    def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v.isoformat() + "Z" if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
+
+    def _admin_do(self, admin: User, action: str, name: str | None = None, doc_id: str | None = None) -> dict[str, Any]:
+        """One admin action (the store records it); StoreError is the caller's mistake (400/404)."""
+        try:
+            if action in ("disable", "enable"):
+                assert name is not None
+                return self.store.set_disabled(admin, name, action == "disable")
+            if action == "rotate-token":
+                assert name is not None
+                return {"user": name, "token": self.store.rotate_token(admin, name)}
+            if action == "release":
+                item_id = self._item_id({"id": doc_id})
+                return self.store.release_lease(admin, item_id)
+        except StoreError as e:
+            raise _Error(404 if str(e).startswith("no ") else 400, str(e)) from None
+        raise _Error(404, f"no admin action {action!r}")
+
+    def api_admin_users(self, request: Request) -> Response:
+        self._api_admin(request)
+        return JSONResponse({"users": self._jsonable(self.store.users_overview()),
+                             "leases": self._jsonable(self.store.leases())})
+
+    def api_admin_user_action(self, request: Request) -> Response:
+        admin = self._api_admin(request)
+        return JSONResponse(self._admin_do(admin, request.path_params["action"], name=request.path_params["name"]))
+
+    async def api_admin_release(self, request: Request) -> Response:
+        admin = await run_in_threadpool(self._api_admin, request)
+        data = await self._json_body(request)
+        return JSONResponse(await run_in_threadpool(self._admin_do, admin, "release", None, data.get("id")))
+
+    def api_admin_log(self, request: Request) -> Response:
+        self._api_admin(request)
+        return JSONResponse({"actions": self._jsonable(self.store.admin_log())})
+
+    def _admin_caller(self, request: Request) -> tuple[User, str] | Response:
+        caller = self._caller(request)
+        if caller is None or caller[1] is None:
+            return RedirectResponse("/login", status_code=303)
+        if caller[0].role != "admin":
+            return self._render("admin.html", 403, user=caller[0], csrf=caller[1], users=[], leases=[], log=[],
+                                message="this page is for admins", error=True)
+        return caller[0], caller[1]
+
+    def admin_page(self, request: Request, message: str = "", error: bool = False,
+                   new_token: dict[str, str] | None = None, status: int = 200) -> Response:
+        caller = self._admin_caller(request)
+        if isinstance(caller, Response):
+            return caller
+        user, csrf = caller
+        return self._render("admin.html", status, user=user, csrf=csrf, users=self.store.users_overview(),
+                            leases=self.store.leases(), log=self.store.admin_log(50), message=message, error=error,
+                            new_token=new_token)
+
+    async def admin_form(self, request: Request) -> Response:
+        """The page's buttons: a form post with the session's CSRF token, answered with the page."""
+        caller = await run_in_threadpool(self._admin_caller, request)
+        if isinstance(caller, Response):
+            return caller
+        admin, csrf = caller
+        form = await request.form()
+        if not secrets.compare_digest(str(form.get("csrf", "")), csrf):
+            return await run_in_threadpool(self.admin_page, request, "the form expired; try again", True, None, 403)
+        action = request.path_params.get("action", "release")
+        try:
+            done = await run_in_threadpool(self._admin_do, admin, action, request.path_params.get("name"),
+                                           str(form.get("id", "")))
+        except _Error as e:
+            return await run_in_threadpool(self.admin_page, request, str(e), True, None, e.status)
+        token = {"user": done["user"], "token": done["token"]} if "token" in done else None
+        what = {"disable": "disabled", "enable": "enabled", "rotate-token": "new token for", "release": "released"}
+        target = done.get("user") or done.get("id")
+        return await run_in_threadpool(self.admin_page, request, f"{what.get(action, action)} {target}", False, token)
+
     @staticmethod
     def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -314,6 +399,13 @@ def create_app(store: Store, loaded: LoadedModel, *, secure_cookies: bool = Fals
         Route("/api/skip", _guard(app.api_skip), methods=["POST"]),
         Route("/api/undo", _guard(app.api_undo), methods=["POST"]),
         Route("/api/stats", _guard(app.api_stats)),
+        Route("/api/admin/users", _guard(app.api_admin_users)),
+        Route("/api/admin/users/{name}/{action}", _guard(app.api_admin_user_action), methods=["POST"]),
+        Route("/api/admin/leases/release", _guard(app.api_admin_release), methods=["POST"]),
+        Route("/api/admin/actions", _guard(app.api_admin_log)),
+        Route("/admin", _guard(app.admin_page)),
+        Route("/admin/users/{name}/{action}", _guard(app.admin_form), methods=["POST"]),
+        Route("/admin/leases/release", _guard(app.admin_form), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ])
 

@@ -6,11 +6,11 @@ import base64
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-__all__ = ["LoginLimiter", "hash_password", "new_token", "token_hash", "verify_password"]
+__all__ = ["FailureLog", "LoginLimiter", "hash_password", "new_token", "token_hash", "verify_password"]
 
 # scrypt cost: n=2**14, r=8 (16 MiB, ~50 ms here): OWASP's floor for scrypt, cheap enough for sign-in.
 _N, _R, _P = 2**14, 8, 1
@@ -57,34 +57,39 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+class FailureLog(Protocol):
+    """Where failed sign-ins are kept (:class:`tagger.review.store.Store`: the ``login_failures`` table)."""
+
+    def login_failures(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, datetime]]: ...
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime, prune_before: datetime) -> None: ...
+
+
 class LoginLimiter:
     """At most ``attempts`` failed sign-ins per ``window`` seconds for one client address and for one user
     name (either limit blocks), so neither one address guessing many names nor many addresses guessing
-    one name gets far. In memory: one review server process (documented)."""
+    one name gets far. The failures live in the review database, so every app process on the store, and
+    a restarted one, spends the same budget. The client address is the one the app sees: the peer, or
+    behind ``--behind-proxy`` the address the trusted proxy reports (docs/review.md)."""
 
-    def __init__(self, attempts: int = 5, window: float = 300.0) -> None:
-        self.attempts, self.window = attempts, window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, log: FailureLog, attempts: int = 5, window: float = 300.0) -> None:
+        self.log, self.attempts, self.window = log, attempts, timedelta(seconds=window)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        return q
+    @staticmethod
+    def _keys(client: str, name: str) -> list[str]:
+        return [f"ip:{client[:250]}", f"user:{name[:250]}"]  # the key column holds 300 characters
 
     def retry_after(self, client: str, name: str) -> float:
         """Seconds until this client or name may try again; 0 if it may now."""
-        now = time.monotonic()
-        with self._lock:
-            waits = [q[0] + self.window - now for key in (f"ip:{client}", f"user:{name}")
-                     if len(q := self._recent(key, now)) >= self.attempts]
-        return max(waits, default=0.0)
+        now = _utcnow()
+        found = self.log.login_failures(self._keys(client, name), now - self.window)
+        waits = [(oldest + self.window - now).total_seconds() for n, oldest in found.values() if n >= self.attempts]
+        return max(max(waits, default=0.0), 0.0)
 
     def failed(self, client: str, name: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in (f"ip:{client}", f"user:{name}"):
-                self._recent(key, now).append(now)
-            if len(self._failures) > 100_000:  # bound memory under a spray of names
-                self._failures = {k: q for k, q in self._failures.items() if q and q[-1] > now - self.window}
+        now = _utcnow()
+        self.log.record_login_failure(self._keys(client, name), now, now - self.window)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # naive UTC, the store's convention

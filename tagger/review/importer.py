@@ -6,25 +6,31 @@ Two kinds of input, told apart line by line:
   ``tagger tag`` reads them) are tagged here with the current model (:class:`tagger.tagger.Tagger`,
   with evidence);
 - **batch output** lines (``tagger tag --output`` writes ``{"id", "topics", "scores", "dropped_tags",
-  "model_version"}``, no text) keep the batch's prediction and get their article from the batch's own
-  input, given with ``--join`` and joined by id (the same reader, so the editor sees the text the
-  model tagged).
+  "model_version"}``) keep the batch's prediction. Their article is the one the batch kept in the line
+  (``tagger tag --keep title,text,url``: one file, read once — the fast way) or, for output made
+  without ``--keep``, the batch's own input given with ``--join`` and joined by id. Either way the
+  article is built by the reader the batch used (:func:`tagger.readers.parse_record`), so the editor
+  sees the text the model tagged.
 
 Every record ends up added, a duplicate of an id already queued, or a reject with a reason — none
 is dropped silently.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+import signal
+import threading
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tagger.artifacts import LoadedModel
 from tagger.document import Document
-from tagger.io import JSONProblem, loads_json
-from tagger.readers import Chunk, Fields, Reject, check_csv_columns, iter_chunks, resolve_inputs, to_document
+from tagger.readers import Chunk, Fields, Reject, check_csv_columns, iter_chunks, parse_record, resolve_inputs
 from tagger.review.queue import QueueBuilder, Record
-from tagger.review.store import Store
+from tagger.review.store import EncodedItems, Store, encode_items
 from tagger.tagger import InvalidDocumentError, Tagger, TagOptions, TagResult
 
 __all__ = ["ImportStats", "import_files", "records_from_results"]
@@ -41,10 +47,11 @@ class ImportStats:
     duplicates: int = 0
     rejected: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    workers: int = 0  # worker processes that prepared the records (0: all in this process)
 
     def summary(self) -> str:
         return (f"read {self.read:,}: added {self.added:,}, already queued {self.duplicates:,}, "
-                f"rejected {self.rejected:,}")
+                f"rejected {self.rejected:,}{f' ({self.workers} worker processes)' if self.workers else ''}")
 
 
 @dataclass(frozen=True)
@@ -61,42 +68,23 @@ def _extras(obj: Any) -> dict[str, str]:
     return {k: obj[k] for k in _EXTRA_FIELDS if isinstance(obj.get(k), str)}
 
 
-def _mapping(chunk: Chunk, i: int) -> Any:
-    """The record as a JSON object / CSV dict, or None (pages; lines that do not parse)."""
-    data = chunk.data[i]
-    if chunk.kind == "json":
-        try:
-            return loads_json(data.decode("utf-8"))
-        except (UnicodeDecodeError, JSONProblem):
-            return None
-    if chunk.kind == "item":
-        return data if isinstance(data, Mapping) else None
-    if chunk.kind == "csv" and not isinstance(data, Exception):
-        header, row = data
-        return dict(zip(header, row))
-    return None
+def _is_batch_line(obj: Any) -> bool:
+    # Parsed JSON objects are plain dicts: an exact type check skips the ABC machinery (100k lines).
+    return type(obj) is dict and _BATCH_KEYS <= obj.keys() and type(obj.get("scores")) is dict
 
 
-def _is_batch_line(obj: Any, fields: Fields) -> bool:
-    return (isinstance(obj, Mapping) and _BATCH_KEYS <= obj.keys() and isinstance(obj.get("scores"), Mapping)
-            and not any(obj.get(k) for k in (fields.text, fields.raw, fields.title)))
-
-
-def _records(paths: Sequence[str], fields: Fields, fmt: str | None) -> Iterator[tuple[Chunk, int, Any, Any]]:
-    """(chunk, index, parsed mapping or None, Document/Reject) for every record of the inputs, in order."""
+def _records(paths: Sequence[str], fields: Fields, fmt: str | None,
+             ) -> Iterator[tuple[Chunk, int, Mapping[str, Any] | None, Document | Reject]]:
+    """(chunk, index, the record's fields or None, its Document/Reject) for every record of the inputs,
+    in order; each record is parsed once (:func:`tagger.readers.parse_record`)."""
     specs = resolve_inputs(list(paths), fmt)
     for s in specs:
         check_csv_columns(s, fields)
     for n, spec in enumerate(specs):
         for chunk in iter_chunks(spec, n, size=512):
             for i, (line, data, default_id) in enumerate(zip(chunk.lines, chunk.data, chunk.ids)):
-                obj = _mapping(chunk, i)
-                if _is_batch_line(obj, fields):
-                    yield chunk, i, obj, None
-                elif isinstance(obj, Mapping):  # already parsed: build the Document from it, not from the bytes again
-                    yield chunk, i, obj, to_document("item", chunk.source, line, obj, default_id, fields)
-                else:
-                    yield chunk, i, obj, to_document(chunk.kind, chunk.source, line, data, default_id, fields)
+                obj, doc = parse_record(chunk.kind, chunk.source, line, data, default_id, fields)
+                yield chunk, i, obj, doc
 
 
 def _join_index(paths: Sequence[str], fields: Fields, fmt: str | None) -> dict[str, _Article]:
@@ -153,84 +141,196 @@ def _bad_batch_line(obj: Mapping[str, Any], topics: frozenset[str]) -> str | Non
         return "'dropped_tags' must be a list of strings"
     chosen = obj["topics"]
     if type(chosen) is not list or not all(
-            isinstance(t, Mapping) and t.get("topic") in scores and type(t.get("score")) in (float, int)
+            type(t) is dict and t.get("topic") in scores and type(t.get("score")) in (float, int)
             for t in chosen):
         return "'topics' must be a list of {\"topic\", \"score\"} objects naming scored topics"
     return None
 
 
-def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, join: Sequence[str] = (),
-                 fields: Fields = _DEFAULT_FIELDS, fmt: str | None = None, batch_size: int = 2000) -> ImportStats:
-    """Queue every record of ``paths`` (see the module doc). Raises :class:`tagger.io.InputError` for an
-    input that cannot be read at all; a bad record becomes a reject in the returned stats."""
-    tagger = Tagger(loaded, on_too_long="truncate")
-    builder = QueueBuilder.for_model(loaded)
-    known_topics = frozenset(tagger.topics)
-    index = _join_index(join, fields, fmt) if join else {}
-    stats = ImportStats()
-    pending: list[Record] = []
-    to_tag: list[_Article] = []
+def _twice(source: str, line: int | None, doc_id: str) -> Reject:
+    return Reject(source, line, doc_id, "invalid_document", f"id {doc_id!r} appears twice in this import")
 
-    def reject(r: Reject) -> None:
-        stats.rejected += 1
-        stats.rejects.append(r)
 
-    def tag_pending() -> None:
-        if not to_tag:
-            return
-        docs = [a.doc for a in to_tag]
+#: One chunk's outcome: queue rows (driver-ready), each row's (source, line), rejects, records read.
+_ChunkResult = tuple[EncodedItems, list[tuple[str, int | None]], list[Reject], int]
+
+
+class _ChunkImporter:
+    """Turns one chunk of input records into queue rows and rejects, in input order (everything but
+    the database write and the across-chunk duplicate check, so it can run in a worker process)."""
+
+    def __init__(self, loaded: LoadedModel, fields: Fields, index: Mapping[str, _Article], joined: bool,
+                 sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self.tagger = Tagger(loaded, on_too_long="truncate")
+        self.builder = QueueBuilder.for_model(loaded)
+        self.known_topics = frozenset(self.tagger.topics)
+        self.fields, self.index, self.joined = fields, index, joined
+
+    def __call__(self, chunk: Chunk) -> _ChunkResult:
+        """(rows for Store.add_items, where each row's record is (source, line), rejects, records read)."""
+        rejects: list[Reject] = []
+        pending: list[Record] = []
+        places: list[tuple[str, int | None]] = []
+        to_tag: list[_Article] = []
+        for line, data, default_id in zip(chunk.lines, chunk.data, chunk.ids):
+            obj, doc = parse_record(chunk.kind, chunk.source, line, data, default_id, self.fields)
+            if _is_batch_line(obj):
+                assert obj is not None
+                problem = _bad_batch_line(obj, self.known_topics)
+                doc_id = str(obj["id"])
+                if problem:
+                    rejects.append(Reject(chunk.source, line, doc_id, "invalid_field", f"batch output line: {problem}"))
+                elif isinstance(doc, Document):  # the article kept in the line (tagger tag --keep title,text)
+                    pending.append(_batch_record(obj, _Article(doc, _extras(obj))))
+                    places.append((chunk.source, line))
+                elif doc_id in self.index:
+                    pending.append(_batch_record(obj, self.index[doc_id]))
+                    places.append((chunk.source, line))
+                elif isinstance(doc, Reject) and doc.reason != "missing_text":  # kept fields that are not an article
+                    rejects.append(replace(doc, detail=f"batch output line: {doc.detail}"))
+                else:
+                    rejects.append(Reject(
+                        chunk.source, line, doc_id, "missing_text",
+                        f"batch output line for {doc_id!r} carries no text"
+                        f"{', and no --join input has that id' if self.joined else ''}: make batch output with "
+                        "`tagger tag --keep title,text` (or give the batch's input files with --join)"))
+            elif isinstance(doc, Reject):
+                rejects.append(doc)
+            else:
+                to_tag.append(_Article(doc, _extras(obj), chunk.source, line))
+        tagged = self._tag(to_tag, rejects)
+        pending.extend(r for r, _ in tagged)
+        places.extend((a.source, a.line) for _, a in tagged)
+        # An id twice in one chunk (across chunks the main process checks): the first stands.
+        seen: set[str] = set()
+        keep = []
+        for k, (r, (source, line)) in enumerate(zip(pending, places)):
+            if r.doc_id in seen:
+                rejects.append(_twice(source, line, r.doc_id))
+            else:
+                seen.add(r.doc_id)
+                keep.append(k)
+        if len(keep) < len(pending):
+            pending, places = [pending[k] for k in keep], [places[k] for k in keep]
+        return encode_items(self.builder.rows(pending), self.sqlite), places, rejects, len(chunk.lines)
+
+    def _tag(self, articles: list[_Article], rejects: list[Reject]) -> list[tuple[Record, _Article]]:
+        if not articles:
+            return []
+        options = TagOptions(explain=True)
         try:
-            results: list[TagResult | None] = list(tagger.tag_many(docs, TagOptions(explain=True)))
+            results: list[TagResult | None] = list(self.tagger.tag_many([a.doc for a in articles], options))
         except InvalidDocumentError:
             results = []
-            for a in to_tag:
+            for a in articles:
                 try:
-                    results.append(tagger.tag(a.doc, TagOptions(explain=True)))
+                    results.append(self.tagger.tag(a.doc, options))
                 except InvalidDocumentError as e:
-                    reject(Reject(a.source, a.line, a.doc.id, "empty_text", str(e)))
+                    rejects.append(Reject(a.source, a.line, a.doc.id, "empty_text", str(e)))
                     results.append(None)
-        pairs = [(r, a) for r, a in zip(results, to_tag) if r is not None]
-        pending.extend(records_from_results([r for r, _ in pairs], [a for _, a in pairs]))
-        to_tag.clear()
+        pairs = [(r, a) for r, a in zip(results, articles) if r is not None]
+        return list(zip(records_from_results([r for r, _ in pairs], [a for _, a in pairs]), [a for _, a in pairs]))
 
-    def flush() -> None:
-        tag_pending()
-        if pending:
-            added, dups = store.add_items(builder.rows(pending))
+
+# A worker process holds one _ChunkImporter, handed over by fork (model, join index: nothing pickled).
+_WORKER: _ChunkImporter | None = None
+
+
+def _init_worker(importer: _ChunkImporter) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    _WORKER = importer
+
+
+def _work(chunk: Chunk) -> _ChunkResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER(chunk)
+
+
+def _chunks(paths: Sequence[str], fields: Fields, fmt: str | None, size: int) -> Iterator[Chunk]:
+    specs = resolve_inputs(list(paths), fmt)
+    for s in specs:
+        check_csv_columns(s, fields)
+    for n, spec in enumerate(specs):
+        yield from iter_chunks(spec, n, size=size)
+
+
+def _usable_workers(workers: int) -> int:
+    """Worker processes that can be forked here: fork only (a worker gets the model and join index as
+    they are in memory, nothing pickled), and not from a process running other threads (a forked
+    child could inherit a held lock); else 0, all inline. The CLI's process qualifies."""
+    if workers < 1 or "fork" not in mp.get_all_start_methods() or threading.active_count() > 1:
+        return 0
+    return workers
+
+
+def _processed(importer: _ChunkImporter, chunks: Iterator[Chunk], workers: int) -> Iterator[_ChunkResult]:
+    """Each chunk's result in input order: inline (``workers`` 0), or from that many forked processes
+    with a bounded number of chunks in flight."""
+    if workers < 1:
+        yield from map(importer, chunks)
+        return
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(importer,)) as pool:
+        in_flight: deque[Any] = deque()
+        for chunk in chunks:
+            in_flight.append(pool.apply_async(_work, (chunk,)))
+            while len(in_flight) > 2 * workers:
+                yield in_flight.popleft().get()
+        while in_flight:
+            yield in_flight.popleft().get()
+
+
+def import_files(store: Store, loaded: LoadedModel, paths: Sequence[str], *, join: Sequence[str] = (),
+                 fields: Fields = _DEFAULT_FIELDS, fmt: str | None = None, batch_size: int = 2000,
+                 workers: int = 0) -> ImportStats:
+    """Queue every record of ``paths`` (see the module doc). Raises :class:`tagger.io.InputError` for an
+    input that cannot be read at all; a bad record becomes a reject in the returned stats.
+
+    Records go in chunks of ``batch_size``: one transaction each. With ``workers`` >= 1, chunks are
+    parsed, checked and turned into rows by that many forked worker processes while this one writes —
+    the same rows and rejects in the same order as inline (``workers=0``); ``stats.workers`` says how
+    many were used (0 where forking is not safe, see :func:`_usable_workers`)."""
+    importer = _ChunkImporter(loaded, fields, _join_index(join, fields, fmt) if join else {}, bool(join),
+                              store.engine.dialect.name == "sqlite")
+    stats = ImportStats(workers=_usable_workers(workers))
+    seen: set[str] = set()
+    # One writer thread: a chunk is written (the driver and the database work without the GIL) while
+    # the next one is read and built; at most one write waits, so memory stays bounded. Started after
+    # the worker processes are forked (they must not inherit a running thread).
+    writer: ThreadPoolExecutor | None = None
+    writing: list[Future[tuple[int, list[str]]]] = []
+
+    def collect() -> None:
+        if writing:
+            added, dups = writing.pop().result()
             stats.added += added
             stats.duplicates += len(dups)
-            pending.clear()
 
-    seen: set[str] = set()
-    for chunk, i, obj, doc in _records(paths, fields, fmt):
-        stats.read += 1
-        line = chunk.lines[i]
-        if doc is None:  # a batch output line
-            problem = _bad_batch_line(obj, known_topics)
-            doc_id = str(obj["id"])
-            article = index.get(doc_id)
-            if problem:
-                reject(Reject(chunk.source, line, doc_id, "invalid_field", f"batch output line: {problem}"))
-                continue
-            if article is None:
-                reject(Reject(chunk.source, line, doc_id, "missing_text",
-                              f"batch output line for {doc_id!r} carries no text, and no --join input has that id "
-                              "(give the batch's input files with --join)"))
-                continue
-            record: Record | _Article = _batch_record(obj, article)
-        elif isinstance(doc, Reject):
-            reject(doc)
-            continue
-        else:
-            record = _Article(doc, _extras(obj), chunk.source, line)
-        rid = record.doc_id if isinstance(record, Record) else record.doc.id
-        if rid in seen:
-            reject(Reject(chunk.source, line, rid, "invalid_document", f"id {rid!r} appears twice in this import"))
-            continue
-        seen.add(rid)
-        (pending if isinstance(record, Record) else to_tag).append(record)  # type: ignore[arg-type]
-        if len(pending) + len(to_tag) >= batch_size:
-            flush()
-    flush()
+    results = _processed(importer, _chunks(paths, fields, fmt, batch_size), stats.workers)
+    try:
+        for (ids, params), places, rejects, read in results:
+            stats.read += read
+            fresh: EncodedItems = ([], [])
+            for rid, row, (source, line) in zip(ids, params, places):
+                if rid in seen:
+                    rejects.append(_twice(source, line, rid))
+                else:
+                    seen.add(rid)
+                    fresh[0].append(rid)
+                    fresh[1].append(row)
+            if rejects:
+                stats.rejects.extend(sorted(rejects, key=lambda r: r.line or 0))
+                stats.rejected += len(rejects)
+            collect()
+            if fresh[0]:
+                if writer is None:
+                    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-import-writer")
+                writing.append(writer.submit(store.add_encoded, fresh))
+        collect()
+    finally:
+        for f in writing:  # an error while reading: the chunk being written still lands, or its error shows
+            f.result()
+        if writer is not None:
+            writer.shutdown()
     return stats
-

@@ -32,6 +32,7 @@ users = Table(
     Column("password_hash", String(255), nullable=True),  # None: an API-only account (bearer token)
     Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the bearer token
     Column("created_at", DateTime, nullable=False),
+    Column("disabled_at", DateTime, nullable=True),  # set by an admin: no sign-in, session or token works
 )
 
 items = Table(
@@ -91,3 +92,26 @@ sessions = Table(
     Column("csrf", String(64), nullable=False),
     Column("expires_at", DateTime, nullable=False),
 )
+
+# Every admin action: who, when, what, on whom (tagger.review.store.Store's admin methods write it).
+admin_actions = Table(
+    "admin_actions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime, nullable=False),
+    Column("admin_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("action", String(40), nullable=False),  # disable | enable | rotate_token | release_lease
+    Column("target_user_id", Integer, ForeignKey("users.id"), nullable=True),
+    Column("detail", JSON, nullable=False),
+)
+Index("ix_admin_actions_at", admin_actions.c.at)
+
+# Recent failed sign-ins, one row per failure per key ("ip:ADDRESS" and "user:NAME"), pruned once older
+# than the limiter's window: the budget every app process (and a restarted one) shares.
+login_failures = Table(
+    "login_failures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(300), nullable=False),
+    Column("at", DateTime, nullable=False),
+)
+Index("ix_login_failures_key_at", login_failures.c.key, login_failures.c.at)
+Index("ix_login_failures_at", login_failures.c.at)

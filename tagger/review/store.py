@@ -29,9 +29,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from tagger.review.auth import hash_password, new_token, token_hash, verify_password
-from tagger.review.schema import decisions, items, sessions, users
+from tagger.review.schema import admin_actions, decisions, items, login_failures, sessions, users
 
-__all__ = ["ROLES", "Item", "Store", "StoreError", "User", "engine_url", "migrate", "utcnow"]
+__all__ = ["ROLES", "EncodedItems", "Item", "Store", "StoreError", "User", "encode_items", "engine_url", "migrate",
+           "utcnow"]
 
 ROLES = ("editor", "admin")
 #: How long an item stays with the editor it was handed to before it returns to the queue.
@@ -139,6 +140,30 @@ def _item(row: Any) -> Item:
     return Item(*row)
 
 
+_INSERT_COLUMNS = tuple(c.name for c in items.columns if c.name != "id")
+#: Rows ready for the driver: (doc ids, one tuple of _INSERT_COLUMNS values per row).
+EncodedItems = tuple[list[str], list[tuple[Any, ...]]]
+
+
+def encode_items(rows: Sequence[Mapping[str, Any]], sqlite: bool) -> EncodedItems:
+    """Queue rows (see :meth:`Store.add_items`) as the driver takes them: JSON columns serialised, the
+    fixed columns of a new item filled in. Pure, so an import's worker process can run it. Raises
+    StoreError when an id appears twice."""
+    ids = [r["doc_id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise StoreError(f"id {dup!r} appears twice in the same import")
+    now = utcnow()
+    # SQLite compares times as text: write SQLAlchemy's own format (always with microseconds).
+    fixed = {"reviews_done": 0, "is_open": True, "lease_user_id": None, "lease_expires": None,
+             "imported_at": now.isoformat(" ", timespec="microseconds") if sqlite else now}
+    plan = [(c, c in fixed, c in _JSON_COLUMNS) for c in _INSERT_COLUMNS]
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    return ids, [tuple([fixed[c] if is_fixed else dumps(r[c]) if is_json else r[c] for c, is_fixed, is_json in plan])
+                 for r in rows]
+
+
 class Store:
     """One review database. Thread-safe: every method uses its own connection from the pool."""
 
@@ -182,9 +207,10 @@ class Store:
         return token
 
     def user_by_token(self, token: str) -> User | None:
+        """The enabled user whose bearer token this is."""
         with self.engine.connect() as conn:
             row = conn.execute(select(users.c.id, users.c.name, users.c.role)
-                               .where(users.c.token_hash == token_hash(token))).first()
+                               .where(users.c.token_hash == token_hash(token), users.c.disabled_at.is_(None))).first()
         return User(*row) if row else None
 
     def check_password(self, name: str, password: str) -> User | None:
@@ -192,7 +218,7 @@ class Store:
         account), after the same KDF work so timing does not tell which."""
         with self.engine.connect() as conn:
             row = conn.execute(select(users.c.id, users.c.name, users.c.role, users.c.password_hash)
-                               .where(users.c.name == name)).first()
+                               .where(users.c.name == name, users.c.disabled_at.is_(None))).first()
         if row is None or row.password_hash is None:
             verify_password(password, None)
             return None
@@ -217,53 +243,173 @@ class Store:
             row = conn.execute(
                 select(users.c.id, users.c.name, users.c.role, sessions.c.csrf)
                 .join(users, users.c.id == sessions.c.user_id)
-                .where(sessions.c.token_hash == token_hash(token), sessions.c.expires_at > utcnow())).first()
+                .where(sessions.c.token_hash == token_hash(token), sessions.c.expires_at > utcnow(),
+                       users.c.disabled_at.is_(None))).first()
         return (User(row.id, row.name, row.role), row.csrf) if row else None
 
     def close_session(self, token: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(sessions.delete().where(sessions.c.token_hash == token_hash(token)))
 
+    # ------------------------------------------------------------------------- admin powers
+    # Each admin method checks the caller's role itself (the app checks too: two locks on one door),
+    # and writes its admin_actions row in the same transaction as the change, so no change goes unrecorded.
+    @staticmethod
+    def _require_admin(admin: User) -> None:
+        if admin.role != "admin":
+            raise PermissionError(f"{admin.name} is not an admin")
+
+    def _target(self, conn: Any, name: str) -> Any:
+        row = conn.execute(select(users.c.id, users.c.name, users.c.role, users.c.disabled_at)
+                           .where(users.c.name == name)).first()
+        if row is None:
+            raise StoreError(f"no user {name!r}")
+        return row
+
+    @staticmethod
+    def _audit(conn: Any, admin: User, action: str, target_id: int | None, detail: Mapping[str, Any]) -> None:
+        conn.execute(insert(admin_actions).values(at=utcnow(), admin_id=admin.id, action=action,
+                                                  target_user_id=target_id, detail=dict(detail)))
+
+    def set_disabled(self, admin: User, name: str, disabled: bool) -> dict[str, Any]:
+        """Disable (or enable again) an account. Disabling ends its sessions and stops its token and
+        password at once, and hands the items it holds back to the queue; its decisions stay."""
+        self._require_admin(admin)
+        with self.engine.begin() as conn:
+            target = self._target(conn, name)
+            if target.id == admin.id and disabled:
+                raise StoreError("an admin cannot disable their own account")
+            released = 0
+            if disabled:
+                conn.execute(update(users).where(users.c.id == target.id).values(
+                    disabled_at=target.disabled_at or utcnow()))
+                conn.execute(sessions.delete().where(sessions.c.user_id == target.id))
+                released = conn.execute(update(items).where(items.c.lease_user_id == target.id)
+                                        .values(lease_user_id=None, lease_expires=None)).rowcount
+            else:
+                conn.execute(update(users).where(users.c.id == target.id).values(disabled_at=None))
+            self._audit(conn, admin, "disable" if disabled else "enable", target.id,
+                        {"user": target.name, "was_disabled": target.disabled_at is not None,
+                         "leases_released": released})
+        return {"user": target.name, "disabled": disabled, "leases_released": released}
+
+    def rotate_token(self, admin: User, name: str) -> str:
+        """A new bearer token for ``name`` (returned once; only its hash is stored); the old one stops working."""
+        self._require_admin(admin)
+        token = new_token()
+        with self.engine.begin() as conn:
+            target = self._target(conn, name)
+            conn.execute(update(users).where(users.c.id == target.id).values(token_hash=token_hash(token)))
+            self._audit(conn, admin, "rotate_token", target.id, {"user": target.name})
+        return token
+
+    def release_lease(self, admin: User, item_id: int) -> dict[str, Any]:
+        """Hand an item another editor holds back to the queue (e.g. an editor who went home)."""
+        self._require_admin(admin)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(items.c.doc_id, items.c.lease_user_id, items.c.lease_expires, users.c.name)
+                               .outerjoin(users, users.c.id == items.c.lease_user_id)
+                               .where(items.c.id == item_id)).first()
+            if row is None:
+                raise StoreError(f"no item {item_id}")
+            if row.lease_user_id is None or row.lease_expires is None or row.lease_expires <= utcnow():
+                raise StoreError(f"article {row.doc_id!r} is not leased to anyone")
+            conn.execute(update(items).where(items.c.id == item_id, items.c.lease_user_id == row.lease_user_id)
+                         .values(lease_user_id=None, lease_expires=None))
+            self._audit(conn, admin, "release_lease", row.lease_user_id, {"id": row.doc_id, "user": row.name})
+        return {"id": row.doc_id, "released_from": row.name}
+
+    def users_overview(self) -> list[dict[str, Any]]:
+        """Every account with its state and per-editor figures: standing decisions (accepted, corrected),
+        skips, decisions withdrawn by undo, items held now and when it last decided."""
+        now = utcnow()
+        with self.engine.connect() as conn:
+            accounts = conn.execute(select(users.c.id, users.c.name, users.c.role, users.c.created_at,
+                                           users.c.disabled_at).order_by(users.c.name)).all()
+            counts: dict[tuple[int, str], int] = {
+                (r.user_id, r.action): r.n for r in conn.execute(
+                    select(decisions.c.user_id, decisions.c.action, func.count().label("n"))
+                    .where(decisions.c.current).group_by(decisions.c.user_id, decisions.c.action))}
+            undone = dict(conn.execute(select(decisions.c.user_id, func.count()).where(decisions.c.undone)
+                                       .group_by(decisions.c.user_id)).all())
+            last = dict(conn.execute(select(decisions.c.user_id, func.max(decisions.c.created_at))
+                                     .group_by(decisions.c.user_id)).all())
+            held = dict(conn.execute(select(items.c.lease_user_id, func.count()).where(items.c.lease_expires > now)
+                                     .group_by(items.c.lease_user_id)).all())
+        return [{"name": u.name, "role": u.role, "created_at": u.created_at, "disabled": u.disabled_at is not None,
+                 "disabled_at": u.disabled_at, "accepted": counts.get((u.id, "accept"), 0),
+                 "corrected": counts.get((u.id, "correct"), 0), "skipped": counts.get((u.id, "skip"), 0),
+                 "undone": undone.get(u.id, 0), "leases_held": held.get(u.id, 0), "last_decision_at": last.get(u.id)}
+                for u in accounts]
+
+    def leases(self) -> list[dict[str, Any]]:
+        """Items leased now: article id, holder, expiry (soonest first)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(items.c.id, items.c.doc_id, items.c.title, users.c.name, items.c.lease_expires)
+                                .join(users, users.c.id == items.c.lease_user_id)
+                                .where(items.c.lease_expires > utcnow()).order_by(items.c.lease_expires)).all()
+        return [{"item_id": r.id, "id": r.doc_id, "title": r.title, "user": r.name, "expires": r.lease_expires}
+                for r in rows]
+
+    def admin_log(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest admin actions, newest first: when, which admin, what, on whom, details."""
+        target = users.alias("target")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(admin_actions.c.id, admin_actions.c.at, users.c.name.label("admin"), admin_actions.c.action,
+                       target.c.name.label("target"), admin_actions.c.detail)
+                .join(users, users.c.id == admin_actions.c.admin_id)
+                .outerjoin(target, target.c.id == admin_actions.c.target_user_id)
+                .order_by(admin_actions.c.id.desc()).limit(limit)).all()
+        return [dict(r._mapping) for r in rows]
+
+    # ------------------------------------------------------------------- sign-in failures
+    def login_failures(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, datetime]]:
+        """For each key with failures at or after ``since``: (how many, the oldest of them)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(login_failures.c.key, func.count(), func.min(login_failures.c.at))
+                                .where(login_failures.c.key.in_(list(keys)), login_failures.c.at >= since)
+                                .group_by(login_failures.c.key)).all()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime, prune_before: datetime) -> None:
+        """One failure row per key; rows older than ``prune_before`` are deleted in the same transaction,
+        so the table holds one window of failures."""
+        with self.engine.begin() as conn:
+            conn.execute(login_failures.delete().where(login_failures.c.at < prune_before))
+            conn.execute(insert(login_failures), [{"key": k[:300], "at": at} for k in keys])
+
     # ------------------------------------------------------------------------------------ items
     def add_items(self, rows: Iterable[Mapping[str, Any]]) -> tuple[int, list[str]]:
         """Insert queue items (dicts of the ``items`` columns a queue builder makes, see
         tagger.review.queue). An id already in the store is not imported again: returns (n added, the
         duplicate ids), so a re-run of the same import adds nothing and says so."""
-        rows = list(rows)
-        if not rows:
+        return self.add_encoded(encode_items(list(rows), self.engine.dialect.name == "sqlite"))
+
+    def add_encoded(self, encoded: EncodedItems) -> tuple[int, list[str]]:
+        """:meth:`add_items` for rows already made driver-ready by :func:`encode_items` (which an import's
+        worker process runs, so this process only talks to the database): one transaction, one query
+        for the ids already stored, one bulk write of the rest."""
+        ids, params = encoded
+        if not ids:
             return 0, []
-        now = utcnow()
-        ids = [r["doc_id"] for r in rows]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise StoreError(f"id {dup!r} appears twice in the same import")
         with self.engine.begin() as conn:
             existing: set[str] = set()
             for start in range(0, len(ids), 1000):
                 part = ids[start:start + 1000]
                 existing.update(conn.execute(select(items.c.doc_id).where(items.c.doc_id.in_(part))).scalars())
-            new = [r for r in rows if r["doc_id"] not in existing]
+            new = [p for i, p in zip(ids, params) if i not in existing] if existing else params
             if new:
                 # Straight to the driver (executemany on SQLite, COPY on PostgreSQL) with JSON serialised
-                # here: SQLAlchemy's per-value type processing cost more than the database itself
-                # (docs/review.md, import bench).
-                columns = [c.name for c in items.columns if c.name != "id"]
-                sqlite = self.engine.dialect.name == "sqlite"
-                # SQLite compares times as text: write SQLAlchemy's own format (always with microseconds).
-                fixed = {"reviews_done": 0, "is_open": True, "lease_user_id": None, "lease_expires": None,
-                         "imported_at": now.isoformat(" ", timespec="microseconds") if sqlite else now}
-                plan = [(c, c in fixed, c in _JSON_COLUMNS) for c in columns]
-                dumps = json.JSONEncoder(ensure_ascii=False).encode
-                params = [tuple([fixed[c] if is_fixed else dumps(r[c]) if is_json else r[c]
-                                 for c, is_fixed, is_json in plan]) for r in new]
-                if sqlite:
-                    marks = ", ".join(["?"] * len(columns))
-                    conn.exec_driver_sql(f"INSERT INTO items ({', '.join(columns)}) VALUES ({marks})", params)
+                # by encode_items: SQLAlchemy's per-value type processing cost more than the database
+                # itself (docs/review.md, import bench).
+                if self.engine.dialect.name == "sqlite":
+                    marks = ", ".join(["?"] * len(_INSERT_COLUMNS))
+                    conn.exec_driver_sql(f"INSERT INTO items ({', '.join(_INSERT_COLUMNS)}) VALUES ({marks})", new)
                 else:  # PostgreSQL: COPY, several times faster than a multi-row INSERT for thousands of rows
                     with conn.connection.driver_connection.cursor() as cur, \
-                            cur.copy(f"COPY items ({', '.join(columns)}) FROM STDIN") as copy:
-                        for p in params:
+                            cur.copy(f"COPY items ({', '.join(_INSERT_COLUMNS)}) FROM STDIN") as copy:
+                        for p in new:
                             copy.write_row(p)
         return len(new), [i for i in ids if i in existing]
 
