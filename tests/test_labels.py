@@ -193,3 +193,37 @@ def test_the_2026_12_round_is_disjoint_from_earlier_labels() -> None:
     assert len(ids["uncertain-2026-12.jsonl"]) == 2000 and len(ids["random-2026-12.jsonl"]) == 1000
     every = [i for rows in ids.values() for i in rows]
     assert len(every) == len(set(every))  # no article labelled twice across rounds
+
+
+def test_the_2026_12_r2_round_agrees_with_gold_on_its_blind_check(shared_dir: Path) -> None:
+    """The double-annotated round (training/labels/README.md): 250 fresh gold articles mixed blind into
+    its 25 batches; the final (agreed or adjudicated) calls scored against gold."""
+    from tagger.metrics import score
+
+    tx = default_taxonomy()
+    check = {r.id: set(r.topics or ()) for r in read_labels(LABELS_DIR / "checks/blind-gold-2026-12-r2.jsonl", tx)}
+    gold = {json.loads(line)["id"]: set(json.loads(line)["topics"])
+            for line in lzma.open(shared_dir / "gold/train.jsonl.xz", "rt", encoding="utf-8")}
+    assert len(check) == 250 and set(check) <= set(gold)
+    report = score({i: gold[i] for i in check}, check, tx.ids)
+    assert round(report.micro_f1, 3) == 0.946 and round(report.macro_f1, 3) == 0.943
+    assert sum(check[i] == gold[i] for i in check) == 217
+    earlier = {r.id for name in ("blind-gold.jsonl", "blind-gold-2026-12.jsonl")
+               for r in read_labels(LABELS_DIR / "checks" / name, tx)}
+    assert not set(check) & earlier
+    assert not set(check) & {r.id for f in default_label_files() for r in read_labels(f, tx)}
+    assert not set(check) & {r.id for f in (LABELS_DIR / "candidates").glob("*.jsonl") for r in read_labels(f, tx)}
+
+
+def test_the_2026_12_r2_round_is_disjoint_from_earlier_labels_and_not_trained_by_default() -> None:
+    """Round 2026-12-r2 is kept under candidates/: measured, refused by the gate, so not in the default
+    training set (training/labels/README.md)."""
+    tx = default_taxonomy()
+    candidates = LABELS_DIR / "candidates"
+    r2 = {f: [r.id for r in read_labels(candidates / f, tx)]
+          for f in ("uncertain-2026-12-r2.jsonl", "mission-2026-12-r2.jsonl")}
+    assert len(r2["uncertain-2026-12-r2.jsonl"]) == 2000 and len(r2["mission-2026-12-r2.jsonl"]) == 500
+    assert not {p.parent for p in default_label_files()} & {candidates}
+    every = [i for f in default_label_files() for i in (r.id for r in read_labels(f, tx))]
+    every += [i for rows in r2.values() for i in rows]
+    assert len(every) == len(set(every))
