@@ -58,6 +58,9 @@ TEXT = ("أعلنت وزارة الخارجية اليوم عن جولة جدي�
         "الاجتماع سيبحث الملفات العالقة والتعاون الاقتصادي والأمني في المنطقة خلال الأشهر المقبلة. ") * 3
 
 
+#: import processes preparing records for each import path (0: the importing process does everything)
+WORKERS = {"join": 0, "keep": 0, "keep_w1": 1, "keep_w2": 2}
+
 def synthetic_rows(start: int, n: int, rng: random.Random) -> list[dict]:
     rows = []
     for i in range(start, start + n):
@@ -187,7 +190,7 @@ def main() -> int:
             out = tmp_path / f"day.{path}.jsonl"
             batch = run_batch(BatchConfig(inputs=(str(src),), output=out, keep=keep), loaded)
             outputs[path] = (out, join, batch.docs_per_second)
-        outputs["keep_w1"] = outputs["keep"]
+        outputs["keep_w1"] = outputs["keep_w2"] = outputs["keep"]
 
         for backend in backends:
             row: dict = {"backend": backend}
@@ -207,7 +210,7 @@ def main() -> int:
             for path, (out, join, batch_rate) in outputs.items():
                 with Store(url_for(backend, f"imp{path}"), topics=loaded.model.topics) as store:
                     t0, c0 = time.perf_counter(), time.process_time()
-                    imp = import_files(store, loaded, [str(out)], join=join, workers=1 if path == "keep_w1" else 0)
+                    imp = import_files(store, loaded, [str(out)], join=join, workers=WORKERS[path])
                     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
                 assert imp.added == args.import_lines and imp.rejected == 0, imp.summary()
                 row[f"import_{path}"] = {"rate": imp.read / secs, "s": secs, "cpu_rate": imp.read / cpu,
@@ -238,7 +241,8 @@ def main() -> int:
     for r in results:
         for path, label in (("join", "without --keep, + --join input (old path)"),
                             ("keep", f"--keep {','.join(KEEP)} (one file)"),
-                            ("keep_w1", "the same, import --workers 1 (a worker prepares, this process writes)")):
+                            ("keep_w1", "the same, import --workers 1 (a worker prepares, this process writes)"),
+                            ("keep_w2", "the same, import --workers 2 (two workers prepare, this process writes)")):
             s = r[f"import_{path}"]
             print(f"| {r['backend']} | {label} | {s['rate']:,.0f} | {s['s']:.1f} | {s['cpu_rate']:,.0f} | "
                   f"{s['batch_rate']:,.0f} | {s['rate'] / r['import_join']['rate']:.2f}x |")
