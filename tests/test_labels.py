@@ -134,17 +134,25 @@ def test_retrain_trains_on_label_files_and_records_them(live: Setup, tmp_path: P
     assert f"({len(rows)} of them corpus articles labelled by the label files)" in result.card
 
 
-def test_the_annotators_agree_with_gold_on_the_blind_check(shared_dir: Path) -> None:
-    """training/labels/README.md's agreement figures, recomputed: the annotators' labels for the 300 gold
-    articles mixed blind into their batches, scored against gold with the project's metrics."""
+def _blind_check(name: str, shared_dir: Path):
+    """A blind check's calls (checks/NAME), gold's labels for the same articles, and the score of the
+    calls against gold with the project's metrics."""
     from tagger.metrics import score
 
     tx = default_taxonomy()
-    check = {r.id: set(r.topics or ()) for r in read_labels(LABELS_DIR / "checks/blind-gold.jsonl", tx)}
+    check = {r.id: set(r.topics or ()) for r in read_labels(LABELS_DIR / "checks" / name, tx)}
     gold = {json.loads(line)["id"]: set(json.loads(line)["topics"])
             for line in lzma.open(shared_dir / "gold/train.jsonl.xz", "rt", encoding="utf-8")}
-    assert len(check) == 300 and set(check) <= set(gold)
-    report = score({i: gold[i] for i in check}, check, tx.ids)
+    assert set(check) <= set(gold)
+    return check, gold, score({i: gold[i] for i in check}, check, tx.ids)
+
+
+def test_the_annotators_agree_with_gold_on_the_blind_check(shared_dir: Path) -> None:
+    """training/labels/README.md's agreement figures, recomputed: the annotators' labels for the 300 gold
+    articles mixed blind into their batches, scored against gold with the project's metrics."""
+    tx = default_taxonomy()
+    check, gold, report = _blind_check("blind-gold.jsonl", shared_dir)
+    assert len(check) == 300
     assert round(report.micro_f1, 3) == 0.954 and round(report.macro_f1, 3) == 0.947
     assert sum(check[i] == gold[i] for i in check) == 261
     sanctions = next(m for m in report.per_topic if m.topic == "sanctions")
@@ -171,14 +179,9 @@ def test_the_military_review_agrees_with_gold_on_its_blind_check(shared_dir: Pat
 def test_the_2026_12_round_agrees_with_gold_on_its_blind_check(shared_dir: Path) -> None:
     """The uncertainty-sampled round (training/labels/README.md): 300 gold articles mixed blind into its
     30 batches, the annotators' calls scored against gold; the bar is micro-F1 >= 0.95."""
-    from tagger.metrics import score
-
     tx = default_taxonomy()
-    check = {r.id: set(r.topics or ()) for r in read_labels(LABELS_DIR / "checks/blind-gold-2026-12.jsonl", tx)}
-    gold = {json.loads(line)["id"]: set(json.loads(line)["topics"])
-            for line in lzma.open(shared_dir / "gold/train.jsonl.xz", "rt", encoding="utf-8")}
-    assert len(check) == 300 and set(check) <= set(gold)
-    report = score({i: gold[i] for i in check}, check, tx.ids)
+    check, gold, report = _blind_check("blind-gold-2026-12.jsonl", shared_dir)
+    assert len(check) == 300
     assert round(report.micro_f1, 3) == 0.969 and report.micro_f1 >= 0.95
     assert sum(check[i] == gold[i] for i in check) == 278
     # Fresh controls: none was in the earlier rounds' blind checks, none trains the model.
@@ -198,14 +201,9 @@ def test_the_2026_12_round_is_disjoint_from_earlier_labels() -> None:
 def test_the_2026_12_r2_round_agrees_with_gold_on_its_blind_check(shared_dir: Path) -> None:
     """The double-annotated round (training/labels/README.md): 250 fresh gold articles mixed blind into
     its 25 batches; the final (agreed or adjudicated) calls scored against gold."""
-    from tagger.metrics import score
-
     tx = default_taxonomy()
-    check = {r.id: set(r.topics or ()) for r in read_labels(LABELS_DIR / "checks/blind-gold-2026-12-r2.jsonl", tx)}
-    gold = {json.loads(line)["id"]: set(json.loads(line)["topics"])
-            for line in lzma.open(shared_dir / "gold/train.jsonl.xz", "rt", encoding="utf-8")}
-    assert len(check) == 250 and set(check) <= set(gold)
-    report = score({i: gold[i] for i in check}, check, tx.ids)
+    check, gold, report = _blind_check("blind-gold-2026-12-r2.jsonl", shared_dir)
+    assert len(check) == 250
     assert round(report.micro_f1, 3) == 0.946 and round(report.macro_f1, 3) == 0.943
     assert sum(check[i] == gold[i] for i in check) == 217
     earlier = {r.id for name in ("blind-gold.jsonl", "blind-gold-2026-12.jsonl")
