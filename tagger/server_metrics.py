@@ -96,7 +96,6 @@ class ServerMetrics:
         self._latency = {m: self.latency.labels(m) for m in methods}
         self._documents = {m: self.documents.labels(m) for m in methods}
         self._requests: dict[tuple[str, grpc.StatusCode], Counter] = {}
-        self._lock = threading.Lock()
         # The tally since the last flush, under _tally_lock: calls by (method, code), documents by method,
         # latency by method as [count per bucket (+Inf last), sum]; and the RPCs in flight now.
         self._bounds = (*LATENCY_BUCKETS, float("inf"))

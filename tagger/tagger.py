@@ -185,7 +185,7 @@ class Tagger:
         each; memory stays bounded however many are passed). A document's scores do not depend on
         its neighbours, so results are the same one by one or all at once.
         """
-        if len(docs) == 1 and not options.explain:
+        if len(docs) == 1:
             return [self._tag_one(docs[0], options)]
         return [r for scored in self._score(docs, options) for r in self._results(scored, options)]
 
@@ -217,20 +217,15 @@ class Tagger:
                           self._choose(scores, options))
 
     def _tag_one(self, doc: Document, options: TagOptions) -> TagResult:
-        """``tag_many([doc], options)[0]`` without explanations, by the same steps minus the chunk
-        machinery: a server's single-document call paid more for that machinery than for the
-        tagging (tests hold both ways to the same results on the dev set)."""
+        """``tag_many([doc], options)[0]`` by the same steps minus the chunk loop: a server's
+        single-document call paid more for that machinery than for the tagging (tests hold both ways
+        to the same results on the dev set)."""
         model = self.loaded.model
         options.validate(model.topics)
         title, body, truncated = self.check(doc)
-        scores = model.scores_rows(model.featurizer.rows_documents(((title, body),)))
-        [chosen] = self._choose(scores, options)
-        topics = model.topics
-        s = scores[0].tolist()
-        return TagResult(
-            id=doc.id, topics=tuple([TopicScore(topics[j], s[j]) for j in chosen]), scores=dict(zip(topics, s)),
-            dropped_tags=doc.tags, dropped_parts=doc.dropped, model_version=self.loaded.version, truncated=truncated,
-        )
+        rows = model.featurizer.rows_documents(((title, body),))
+        scores = model.scores_rows(rows)
+        return self._results(_Scored((doc,), (truncated,), rows, scores, self._choose(scores, options)), options)[0]
 
     def _choose(self, scores: np.ndarray, options: TagOptions) -> list[list[int]]:
         """Each document's chosen topic indices, best first (ties to the lower index): at or over the
